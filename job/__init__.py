@@ -1,0 +1,1 @@
+"""Streaming deployment of a Spark ML model: Kafka in, scored predictions out."""
