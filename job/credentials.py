@@ -1,0 +1,163 @@
+"""Secrets and the Kafka client options built from a connection, for Spark and for kafka-python."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from job.spec import Connection, DeploymentSpec
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "*****"
+TLS_PROTOCOLS = "TLSv1.2,TLSv1.3"
+
+_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+# Options whose values may be shown in logs and in `validate`; every other value is masked.
+# An allow-list, not a deny-list: a new option is hidden until someone decides it is safe.
+LOGGABLE_OPTIONS = frozenset(
+    {
+        "kafka.bootstrap.servers",
+        "kafka.security.protocol",
+        "kafka.sasl.mechanism",
+        "kafka.ssl.endpoint.identification.algorithm",
+        "kafka.ssl.enabled.protocols",
+        "kafka.ssl.protocol",
+        "kafka.ssl.truststore.type",
+        "kafka.ssl.truststore.location",
+        "kafka.request.timeout.ms",
+        "kafka.default.api.timeout.ms",
+        "kafka.max.block.ms",
+        "kafka.delivery.timeout.ms",
+        "kafka.metadata.max.age.ms",
+        "kafka.linger.ms",
+        "kafka.batch.size",
+        "kafka.compression.type",
+        "kafka.max.request.size",
+        "kafka.fetch.max.bytes",
+        "kafka.max.partition.fetch.bytes",
+        "kafka.session.timeout.ms",
+        "kafka.acks",
+        "kafka.client.id",
+        "subscribe",
+        "topic",
+        "startingOffsets",
+        "maxOffsetsPerTrigger",
+        "minPartitions",
+        "failOnDataLoss",
+        "includeHeaders",
+    }
+)
+
+
+class Secret:
+    """A password or API key. Its repr and str never show the value; only `reveal()` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('{REDACTED}')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        # Pickling would carry the value to wherever the object goes (a Spark closure, a log handler);
+        # refuse it so a secret can only travel as an explicit Kafka option.
+        raise TypeError("a Secret cannot be pickled")
+
+
+def jaas_config(mechanism: str, user: str, password: Secret) -> str:
+    """The `sasl.jaas.config` line, with quotes and backslashes escaped as JAAS requires."""
+
+    def quote(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    module = _LOGIN_MODULES[mechanism]
+    return f"{module} required username={quote(user)} password={quote(password.reveal())};"
+
+
+def kafka_client_options(connection: Connection) -> dict[str, str]:
+    """Spark `kafka.*` options for one connection: bootstrap servers plus its security settings."""
+    options = {
+        "kafka.bootstrap.servers": ",".join(connection.bootstrap_servers),
+        "kafka.security.protocol": connection.security_protocol,
+    }
+    if connection.security_protocol.startswith("SASL_"):
+        assert connection.sasl_mechanism and connection.user and connection.password
+        options["kafka.sasl.mechanism"] = connection.sasl_mechanism
+        options["kafka.sasl.jaas.config"] = jaas_config(
+            connection.sasl_mechanism, connection.user, connection.password
+        )
+    if connection.security_protocol.endswith("SSL"):
+        # As IBM documents for Message Hub / Event Streams: TLS 1.2 or newer, and the broker's
+        # certificate must match its host name.
+        options["kafka.ssl.protocol"] = "TLSv1.3"
+        options["kafka.ssl.enabled.protocols"] = TLS_PROTOCOLS
+        options["kafka.ssl.endpoint.identification.algorithm"] = "https"
+        if connection.ssl_ca_location:
+            options["kafka.ssl.truststore.type"] = "PEM"
+            options["kafka.ssl.truststore.location"] = connection.ssl_ca_location
+    return options
+
+
+def source_options(spec: DeploymentSpec) -> dict[str, str]:
+    """Options for `spark.readStream.format('kafka')`."""
+    opts = spec.options
+    options = {
+        **kafka_client_options(spec.source.connection),
+        "subscribe": spec.source.topic,
+        "startingOffsets": opts.starting_offsets,
+        "maxOffsetsPerTrigger": str(opts.max_offsets_per_trigger),
+        "failOnDataLoss": "true" if opts.fail_on_data_loss else "false",
+        **opts.kafka,
+    }
+    if opts.min_partitions is not None:
+        options["minPartitions"] = str(opts.min_partitions)
+    return options
+
+
+def sink_options(connection: Connection, extra: Mapping[str, str]) -> dict[str, str]:
+    """Options for a Kafka sink; the topic travels in each row's `topic` column."""
+    return {**kafka_client_options(connection), **extra}
+
+
+def kafka_python_config(connection: Connection) -> dict[str, Any]:
+    """The same connection for kafka-python (start-up checks, demo and test clients)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": list(connection.bootstrap_servers),
+        "security_protocol": connection.security_protocol,
+    }
+    if connection.security_protocol.startswith("SASL_"):
+        assert connection.password is not None
+        config["sasl_mechanism"] = connection.sasl_mechanism
+        config["sasl_plain_username"] = connection.user
+        config["sasl_plain_password"] = connection.password.reveal()
+    if connection.security_protocol.endswith("SSL"):
+        config["ssl_check_hostname"] = True
+        if connection.ssl_ca_location:
+            config["ssl_cafile"] = connection.ssl_ca_location
+    return config
+
+
+def loggable(options: Mapping[str, str]) -> dict[str, str]:
+    """Options as they may appear in a log line or on screen: only allow-listed values are shown."""
+    return {key: (value if key in LOGGABLE_OPTIONS else REDACTED) for key, value in sorted(options.items())}

@@ -1,0 +1,504 @@
+"""The deployment spec: YAML (or the original WML JSON request) parsed into frozen, validated objects."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from job.credentials import Secret
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+STARTING_OFFSETS = ("latest", "earliest")
+
+# Fields IBM prints in a Message Hub / Event Streams service key that this job does not need.
+# They are accepted (so the original request loads unchanged) and ignored.
+IGNORED_CREDENTIAL_FIELDS = frozenset(
+    {
+        "kafka_admin_url",
+        "kafka_rest_url",
+        "kafka_http_url",
+        "mqlight_lookup_url",
+        "instance_id",
+        "apikey",
+        "iam_apikey_description",
+        "iam_apikey_name",
+        "iam_role_crn",
+        "iam_serviceid_crn",
+    }
+)
+SECRET_FIELDS = frozenset({"password", "api_key", "apikey"})
+
+# Kafka client settings the connection owns; setting them through `options.kafka` would bypass
+# the credential handling (and could put a secret in plain sight), so that is refused.
+CONNECTION_OWNED_KAFKA_OPTIONS = frozenset(
+    {
+        "kafka.bootstrap.servers",
+        "kafka.security.protocol",
+        "kafka.sasl.mechanism",
+        "kafka.sasl.jaas.config",
+        "kafka.ssl.truststore.location",
+        "kafka.ssl.truststore.type",
+        "kafka.ssl.truststore.password",
+        "kafka.ssl.endpoint.identification.algorithm",
+        "kafka.ssl.enabled.protocols",
+        "kafka.ssl.protocol",
+    }
+)
+
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 50_000
+DEFAULT_MAX_TEXT_LENGTH = 4_000
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class SpecError(ValueError):
+    """A deployment spec that cannot run; the message names the field, what was found and what was expected."""
+
+    def __init__(self, field_path: str, found: str, expected: str) -> None:
+        self.field_path = field_path
+        self.found = found
+        self.expected = expected
+        super().__init__(f"spec field '{field_path}': found {found}, expected {expected}")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a Kafka cluster is and how to authenticate to it (Message Hub credentials or a plain broker)."""
+
+    bootstrap_servers: tuple[str, ...]
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    user: str | None = None
+    password: Secret | None = None
+    ssl_ca_location: str | None = None
+
+
+@dataclass(frozen=True)
+class Topic:
+    topic: str
+    connection: Connection
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """How often micro-batches run. kind is 'processing_time', 'available_now' or 'real_time'."""
+
+    kind: str = "processing_time"
+    interval: str = "0 seconds"
+
+
+@dataclass(frozen=True)
+class Options:
+    trigger: Trigger = field(default_factory=Trigger)
+    starting_offsets: str = "latest"
+    max_offsets_per_trigger: int = DEFAULT_MAX_OFFSETS_PER_TRIGGER
+    min_partitions: int | None = None
+    fail_on_data_loss: bool = True
+    max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    kafka: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    description: str
+    source: Topic
+    target: Topic
+    dead_letter: Topic
+    model_location: str
+    checkpoint_location: str
+    state_location: str | None = None
+    options: Options = field(default_factory=Options)
+    spark_log_level: str = "WARN"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(
+    paths: Sequence[str | os.PathLike[str]],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DeploymentSpec:
+    """Read one or more spec files (later files deep-merge over earlier ones), apply overrides, validate."""
+    if not paths:
+        raise SpecError("<spec files>", "none", "at least one spec file (YAML or the original JSON request)")
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = deep_merge(merged, read_spec_file(Path(path)))
+    if overrides:
+        merged = deep_merge(merged, dict(overrides))
+    return parse_spec(merged, environ)
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError("<spec file>", f"'{path}', which does not exist", "a readable YAML or JSON file")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        # The parser's message quotes the offending line, which may hold a secret; report the position only.
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise SpecError("<spec file>", f"invalid YAML/JSON in '{path}' at {where}", "a valid document") from None
+    if not isinstance(document, dict):
+        raise SpecError("<spec file>", f"{_kind(document)} in '{path}'", "a mapping at the top level")
+    return document
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> DeploymentSpec:
+    """Validate a spec document already read into Python objects (tests build specs this way)."""
+    env = os.environ if environ is None else environ
+    doc = _Node(_substitute(document, "", env), "")
+    doc.allow_keys(
+        "name",
+        "type",
+        "description",
+        "input",
+        "output",
+        "dead_letter",
+        "model",
+        "checkpoint_location",
+        "state_location",
+        "options",
+        "spark",
+    )
+    name = doc.string("name")
+    spec_type = doc.string("type")
+    if spec_type != "stream":
+        raise SpecError(doc.path("type"), repr(spec_type), "'stream' (the only deployment type this job runs)")
+    description = doc.optional_string("description") or ""
+
+    input_node = doc.mapping("input")
+    input_node.allow_keys("connection", "source")
+    source_node = input_node.mapping("source")
+    source = Topic(_topic_name(source_node), _connection(input_node.mapping("connection")))
+
+    output_node = doc.mapping("output")
+    output_node.allow_keys("connection", "target")
+    target_node = output_node.mapping("target")
+    target = Topic(_topic_name(target_node), _connection(output_node.mapping("connection")))
+
+    dead_letter = _dead_letter(doc, target)
+    if len({source.topic, target.topic, dead_letter.topic}) < 3 and _same_cluster(source, target, dead_letter):
+        raise SpecError(
+            "output.target.topic",
+            f"topics input={source.topic!r}, output={target.topic!r}, dead_letter={dead_letter.topic!r}",
+            "three different topics (reading what the job writes would loop forever)",
+        )
+
+    model_node = doc.mapping("model")
+    model_node.allow_keys("location")
+    model_location = model_node.string("location")
+    checkpoint_location = doc.string("checkpoint_location")
+    state_location = doc.optional_string("state_location")
+
+    spark_node = doc.optional_mapping("spark")
+    log_level = "WARN"
+    if spark_node is not None:
+        spark_node.allow_keys("log_level")
+        log_level = (spark_node.optional_string("log_level") or "WARN").upper()
+        levels = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE")
+        if log_level not in levels:
+            raise SpecError(spark_node.path("log_level"), repr(log_level), f"one of {', '.join(levels)}")
+
+    return DeploymentSpec(
+        name=name,
+        description=description,
+        source=source,
+        target=target,
+        dead_letter=dead_letter,
+        model_location=model_location,
+        checkpoint_location=checkpoint_location,
+        state_location=state_location,
+        options=_options(doc.optional_mapping("options")),
+        spark_log_level=log_level,
+    )
+
+
+def with_overrides(spec: DeploymentSpec, **changes: Any) -> DeploymentSpec:
+    return replace(spec, **changes)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _topic_name(node: _Node) -> str:
+    node.allow_keys("topic", "type")
+    topic = node.string("topic")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+        raise SpecError(node.path("topic"), repr(topic), "a Kafka topic name (letters, digits, '.', '_', '-')")
+    kind = node.optional_string("type") or "kafka"
+    if kind != "kafka":
+        raise SpecError(node.path("type"), repr(kind), "'kafka'")
+    return topic
+
+
+def _connection(node: _Node) -> Connection:
+    node.allow_keys(
+        "kafka_brokers_sasl",
+        "bootstrap_servers",
+        "user",
+        "password",
+        "api_key",
+        "security_protocol",
+        "sasl_mechanism",
+        "ssl_ca_location",
+        *IGNORED_CREDENTIAL_FIELDS,
+    )
+    if node.has("kafka_brokers_sasl") == node.has("bootstrap_servers"):
+        raise SpecError(
+            node.path("kafka_brokers_sasl"),
+            "both" if node.has("bootstrap_servers") else "neither",
+            "exactly one of 'kafka_brokers_sasl' (Message Hub) or 'bootstrap_servers' (a plain broker)",
+        )
+    key = "kafka_brokers_sasl" if node.has("kafka_brokers_sasl") else "bootstrap_servers"
+    servers = node.host_ports(key)
+
+    user = node.optional_string("user")
+    password = node.optional_secret("password")
+    api_key = node.optional_secret("api_key")
+    if password is None and api_key is not None and user is not None:
+        # Event Streams service keys carry user 'token' and the API key; the API key is the password.
+        password = api_key
+    has_credentials = user is not None or password is not None
+    if has_credentials and (user is None or password is None):
+        missing = "user" if user is None else "password"
+        raise SpecError(node.path(missing), "nothing", f"'{missing}' too: SASL needs a user and a password")
+
+    default_protocol = "SASL_SSL" if has_credentials else "PLAINTEXT"
+    protocol = (node.optional_string("security_protocol") or default_protocol).upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise SpecError(node.path("security_protocol"), repr(protocol), f"one of {', '.join(SECURITY_PROTOCOLS)}")
+    mechanism: str | None = None
+    if protocol.startswith("SASL_"):
+        if not has_credentials:
+            raise SpecError(node.path("user"), "nothing", f"a user and password for {protocol}")
+        mechanism = (node.optional_string("sasl_mechanism") or "PLAIN").upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise SpecError(node.path("sasl_mechanism"), repr(mechanism), f"one of {', '.join(SASL_MECHANISMS)}")
+    elif node.has("sasl_mechanism"):
+        raise SpecError(node.path("sasl_mechanism"), "a SASL mechanism", f"none with {protocol}")
+    # Credentials with a plain protocol are allowed on purpose: the original request pointed at a local
+    # broker keeps its Message Hub user/password, and `security_protocol: PLAINTEXT` says not to use them.
+    ca = node.optional_string("ssl_ca_location")
+    if ca is not None and protocol not in ("SSL", "SASL_SSL"):
+        raise SpecError(node.path("ssl_ca_location"), repr(ca), f"no CA with {protocol} (TLS is off)")
+    return Connection(
+        bootstrap_servers=servers,
+        security_protocol=protocol,
+        sasl_mechanism=mechanism,
+        user=user if protocol.startswith("SASL_") else None,
+        password=password if protocol.startswith("SASL_") else None,
+        ssl_ca_location=ca,
+    )
+
+
+def _dead_letter(doc: _Node, target: Topic) -> Topic:
+    node = doc.optional_mapping("dead_letter")
+    if node is None:
+        # Documented default: beside the output topic, on the output's connection.
+        return Topic(f"{target.topic}.dead-letter", target.connection)
+    node.allow_keys("topic", "type", "connection")
+    topic = _topic_name(node)
+    connection_node = node.optional_mapping("connection")
+    connection = target.connection if connection_node is None else _connection(connection_node)
+    return Topic(topic, connection)
+
+
+def _same_cluster(*topics: Topic) -> bool:
+    return len({t.connection.bootstrap_servers for t in topics}) == 1
+
+
+def _options(node: _Node | None) -> Options:
+    if node is None:
+        return Options()
+    node.allow_keys(
+        "trigger",
+        "starting_offsets",
+        "max_offsets_per_trigger",
+        "min_partitions",
+        "fail_on_data_loss",
+        "max_text_length",
+        "max_message_bytes",
+        "kafka",
+    )
+    starting = node.optional_string("starting_offsets") or "latest"
+    if starting not in STARTING_OFFSETS:
+        raise SpecError(node.path("starting_offsets"), repr(starting), "'latest' or 'earliest'")
+    kafka_node = node.optional_mapping("kafka")
+    kafka: dict[str, str] = {}
+    if kafka_node is not None:
+        for key in kafka_node.keys():
+            if not key.startswith("kafka."):
+                raise SpecError(kafka_node.path(key), repr(key), "a Kafka client option starting with 'kafka.'")
+            if key in CONNECTION_OWNED_KAFKA_OPTIONS:
+                raise SpecError(kafka_node.path(key), "a setting the connection owns", "it in the connection")
+            kafka[key] = kafka_node.scalar_text(key)
+    return Options(
+        trigger=_trigger(node),
+        starting_offsets=starting,
+        max_offsets_per_trigger=node.optional_int("max_offsets_per_trigger", DEFAULT_MAX_OFFSETS_PER_TRIGGER),
+        min_partitions=node.optional_int("min_partitions", None),
+        fail_on_data_loss=node.optional_bool("fail_on_data_loss", True),
+        max_text_length=node.optional_int("max_text_length", DEFAULT_MAX_TEXT_LENGTH),
+        max_message_bytes=node.optional_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+        kafka=kafka,
+    )
+
+
+_INTERVAL = re.compile(r"\d+(\.\d+)?\s*(millisecond|milliseconds|ms|second|seconds|s|minute|minutes|min)")
+
+
+def _trigger(node: _Node) -> Trigger:
+    if not node.has("trigger"):
+        return Trigger()
+    raw = node.raw("trigger")
+    if raw == "available_now":
+        return Trigger("available_now", "")
+    trigger = node.mapping("trigger")
+    keys = trigger.keys()
+    kinds = ("processing_time", "real_time", "available_now")
+    if len(keys) != 1 or keys[0] not in kinds:
+        raise SpecError(node.path("trigger"), f"keys {keys}", f"exactly one of {', '.join(kinds)}")
+    kind = keys[0]
+    if kind == "available_now":
+        if trigger.raw(kind) is not True:
+            raise SpecError(trigger.path(kind), repr(trigger.raw(kind)), "true")
+        return Trigger("available_now", "")
+    interval = trigger.string(kind)
+    if not _INTERVAL.fullmatch(interval.strip()):
+        raise SpecError(trigger.path(kind), repr(interval), "an interval such as '1 second' or '500 milliseconds'")
+    return Trigger(kind, interval.strip())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _substitute(value: Any, path: str, env: Mapping[str, str]) -> Any:
+    """Replace ${NAME} in every string from the environment; '$$' stands for a literal '$'."""
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace_ref(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        if name not in env:
+            raise SpecError(path, f"${{{name}}}, which is not set in the environment", f"environment variable {name}")
+        return env[name]
+
+    return _ENV_REF.sub(replace_ref, value)
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+class _Node:
+    """A mapping in the spec with its dotted path, so every error names its field."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        self._data = data
+        self._path = path
+
+    def path(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self._data]
+
+    def has(self, key: str) -> bool:
+        return key in self._data and self._data[key] is not None
+
+    def raw(self, key: str) -> Any:
+        return self._data.get(key)
+
+    def allow_keys(self, *allowed: str) -> None:
+        for key in self._data:
+            if key not in allowed:
+                raise SpecError(self.path(str(key)), "an unknown key", f"one of {', '.join(sorted(allowed))}")
+
+    def _shown(self, key: str) -> str:
+        value = self._data.get(key)
+        if key in SECRET_FIELDS:
+            return f"a hidden {_kind(value)}"
+        return f"{value!r} ({_kind(value)})" if value is not None else "nothing"
+
+    def mapping(self, key: str) -> _Node:
+        value = self._data.get(key)
+        if not isinstance(value, Mapping):
+            raise SpecError(self.path(key), self._shown(key), "a mapping")
+        return _Node(value, self.path(key))
+
+    def optional_mapping(self, key: str) -> _Node | None:
+        return self.mapping(key) if self.has(key) else None
+
+    def string(self, key: str) -> str:
+        value = self._data.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(self.path(key), self._shown(key), "a non-empty string")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key) if self.has(key) else None
+
+    def optional_secret(self, key: str) -> Secret | None:
+        return Secret(self.string(key)) if self.has(key) else None
+
+    def scalar_text(self, key: str) -> str:
+        value = self._data.get(key)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        raise SpecError(self.path(key), self._shown(key), "a string, number or boolean")
+
+    def optional_int(self, key: str, default: int | None) -> int | None:
+        if not self.has(key):
+            return default
+        value = self._data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SpecError(self.path(key), self._shown(key), "a positive integer")
+        return value
+
+    def optional_bool(self, key: str, default: bool) -> bool:
+        if not self.has(key):
+            return default
+        value = self._data[key]
+        if not isinstance(value, bool):
+            raise SpecError(self.path(key), self._shown(key), "true or false")
+        return value
+
+    def host_ports(self, key: str) -> tuple[str, ...]:
+        value = self._data[key]
+        items = [s.strip() for s in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            raise SpecError(self.path(key), self._shown(key), "a non-empty list of host:port")
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9._\-\[\]:]+:\d{1,5}", item.strip()):
+                raise SpecError(f"{self.path(key)}[{i}]", f"{item!r} ({_kind(item)})", "host:port")
+        return tuple(item.strip() for item in items)

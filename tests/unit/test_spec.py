@@ -1,0 +1,349 @@
+"""Spec loading: the original WML request verbatim, ${ENV} substitution, and one clear error per mistake."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from job.credentials import Secret
+from job.spec import (
+    Connection,
+    DeploymentSpec,
+    Options,
+    SpecError,
+    Topic,
+    Trigger,
+    load_spec,
+    parse_spec,
+)
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+MESSAGE_HUB_BROKERS = tuple(
+    f"kafka0{i}-prod01.messagehub.services.us-south.bluemix.net:9093" for i in (1, 2, 3, 4, 5)
+)
+
+
+def local_spec(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "tweets",
+        "type": "stream",
+        "input": {"connection": {"bootstrap_servers": ["localhost:9092"]}, "source": {"topic": "in"}},
+        "output": {"connection": {"bootstrap_servers": "localhost:9092"}, "target": {"topic": "out"}},
+        "model": {"location": "models/sentiment-prediction"},
+        "checkpoint_location": "/tmp/cp",
+    }
+    doc.update(changes)
+    return doc
+
+
+def test_original_request_body_loads_unchanged_with_model_and_checkpoint_beside_it() -> None:
+    spec = load_spec(
+        [CONFIG / "original-request.json"],
+        overrides={"model": {"location": "hdfs:///models/sentiment"}, "checkpoint_location": "s3a://b/cp"},
+    )
+    connection = Connection(
+        bootstrap_servers=MESSAGE_HUB_BROKERS,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        user="EXAMPLEUSER00001",
+        password=Secret("EXAMPLEPASSWORD0000000000000001"),
+    )
+    assert spec == DeploymentSpec(
+        name="Sentiment Prediction ",
+        description="Streaming Deployment",
+        source=Topic("sinput", connection),
+        target=Topic("soutput", connection),
+        dead_letter=Topic("soutput.dead-letter", connection),
+        model_location="hdfs:///models/sentiment",
+        checkpoint_location="s3a://b/cp",
+    )
+
+
+def test_original_request_with_local_overlay_points_at_the_local_broker() -> None:
+    spec = load_spec([CONFIG / "original-request.json", CONFIG / "original-request.local.yaml"])
+    local = Connection(bootstrap_servers=("localhost:9092",), security_protocol="PLAINTEXT")
+    assert (spec.source, spec.target) == (Topic("sinput", local), Topic("soutput", local))
+    assert spec.model_location == "models/sentiment-prediction"
+    assert spec.options.starting_offsets == "earliest"
+
+
+def test_shipped_local_and_messagehub_specs_load() -> None:
+    local = load_spec([CONFIG / "local.yaml"])
+    assert (local.source.topic, local.target.topic, local.dead_letter.topic) == (
+        "tweets",
+        "tweet-predictions",
+        "tweet-predictions.dead-letter",
+    )
+    assert local.options.trigger == Trigger("processing_time", "1 second")
+    env = {f"MESSAGEHUB_BROKER_{i}": f"b{i}.example:9093" for i in (1, 2, 3)}
+    env |= {"MESSAGEHUB_USER": "token", "MESSAGEHUB_PASSWORD": "k3y", "MODEL_URI": "s3a://m/model"}
+    env |= {"CHECKPOINT_URI": "s3a://m/cp", "STATE_URI": "s3a://m/state"}
+    hub = load_spec([CONFIG / "messagehub.yaml"], environ=env)
+    assert hub.source.connection == Connection(
+        bootstrap_servers=("b1.example:9093", "b2.example:9093", "b3.example:9093"),
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        user="token",
+        password=Secret("k3y"),
+    )
+    assert (hub.model_location, hub.checkpoint_location, hub.state_location) == (
+        "s3a://m/model",
+        "s3a://m/cp",
+        "s3a://m/state",
+    )
+
+
+def test_defaults_of_a_minimal_local_spec() -> None:
+    spec = parse_spec(local_spec())
+    assert spec.source.connection == Connection(("localhost:9092",), "PLAINTEXT")
+    assert spec.description == ""
+    assert spec.dead_letter == Topic("out.dead-letter", spec.target.connection)
+    assert spec.options == Options(
+        trigger=Trigger("processing_time", "0 seconds"),
+        starting_offsets="latest",
+        max_offsets_per_trigger=50_000,
+        min_partitions=None,
+        fail_on_data_loss=True,
+        max_text_length=4_000,
+        max_message_bytes=65_536,
+        kafka={},
+    )
+    assert spec.state_location is None
+
+
+def test_env_references_are_substituted_everywhere_and_dollar_dollar_escapes() -> None:
+    doc = local_spec(description="cost $$5 for ${WHO}", checkpoint_location="${ROOT}/cp")
+    doc["input"]["connection"] = {"bootstrap_servers": ["${HOST}:9092"], "user": "u", "password": "${PW}"}
+    spec = parse_spec(doc, environ={"WHO": "ops", "ROOT": "/data", "HOST": "kafka1", "PW": "p@ss"})
+    assert spec.description == "cost $5 for ops"
+    assert spec.checkpoint_location == "/data/cp"
+    assert spec.source.connection.bootstrap_servers == ("kafka1:9092",)
+    assert spec.source.connection.password == Secret("p@ss")
+
+
+def test_missing_environment_variable_is_an_error_naming_field_and_variable() -> None:
+    doc = local_spec()
+    doc["input"]["connection"] = {"bootstrap_servers": ["h:1"], "user": "u", "password": "${MH_PASSWORD}"}
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc, environ={})
+    assert str(err.value) == (
+        "spec field 'input.connection.password': found ${MH_PASSWORD}, which is not set in the environment, "
+        "expected environment variable MH_PASSWORD"
+    )
+
+
+def test_event_streams_api_key_becomes_the_password() -> None:
+    doc = local_spec()
+    doc["input"]["connection"] = {"kafka_brokers_sasl": ["es:9093"], "user": "token", "api_key": "AK"}
+    spec = parse_spec(doc)
+    assert spec.source.connection == Connection(("es:9093",), "SASL_SSL", "PLAIN", "token", Secret("AK"))
+
+
+def test_explicit_protocol_mechanism_and_ca() -> None:
+    doc = local_spec()
+    doc["input"]["connection"] = {
+        "bootstrap_servers": ["k:9094"],
+        "user": "u",
+        "password": "p",
+        "security_protocol": "sasl_plaintext",
+        "sasl_mechanism": "SCRAM-SHA-512",
+    }
+    doc["output"]["connection"] = {
+        "bootstrap_servers": ["k:9095"],
+        "user": "u",
+        "password": "p",
+        "ssl_ca_location": "/etc/ca.pem",
+    }
+    spec = parse_spec(doc)
+    assert spec.source.connection == Connection(("k:9094",), "SASL_PLAINTEXT", "SCRAM-SHA-512", "u", Secret("p"))
+    assert spec.target.connection == Connection(("k:9095",), "SASL_SSL", "PLAIN", "u", Secret("p"), "/etc/ca.pem")
+
+
+def test_options_are_parsed() -> None:
+    doc = local_spec(
+        options={
+            "trigger": {"real_time": "5 seconds"},
+            "starting_offsets": "earliest",
+            "max_offsets_per_trigger": 1000,
+            "min_partitions": 4,
+            "fail_on_data_loss": False,
+            "max_text_length": 280,
+            "max_message_bytes": 2048,
+            "kafka": {"kafka.request.timeout.ms": 20000, "kafka.client.id": "x"},
+        }
+    )
+    assert parse_spec(doc).options == Options(
+        trigger=Trigger("real_time", "5 seconds"),
+        starting_offsets="earliest",
+        max_offsets_per_trigger=1000,
+        min_partitions=4,
+        fail_on_data_loss=False,
+        max_text_length=280,
+        max_message_bytes=2048,
+        kafka={"kafka.request.timeout.ms": "20000", "kafka.client.id": "x"},
+    )
+    assert parse_spec(local_spec(options={"trigger": "available_now"})).options.trigger == Trigger("available_now", "")
+
+
+def _without(doc: dict[str, Any], dotted: str) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    *parents, last = dotted.split(".")
+    node = doc
+    for p in parents:
+        node = node[p]
+    del node[last]
+    return doc
+
+
+def _with(doc: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    *parents, last = dotted.split(".")
+    node = doc
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return doc
+
+
+BAD_SPECS = [
+    (
+        _with(local_spec(), "type", "batch"),
+        "spec field 'type': found 'batch', expected 'stream' (the only deployment type this job runs)",
+    ),
+    (_without(local_spec(), "name"), "spec field 'name': found nothing, expected a non-empty string"),
+    (_with(local_spec(), "name", 7), "spec field 'name': found 7 (int), expected a non-empty string"),
+    (
+        _without(local_spec(), "checkpoint_location"),
+        "spec field 'checkpoint_location': found nothing, expected a non-empty string",
+    ),
+    (_without(local_spec(), "model"), "spec field 'model': found nothing, expected a mapping"),
+    (
+        _with(local_spec(), "checkpoint_locaton", "/tmp/x"),
+        "spec field 'checkpoint_locaton': found an unknown key, expected one of checkpoint_location, dead_letter, "
+        "description, input, model, name, options, output, spark, state_location, type",
+    ),
+    (
+        _with(local_spec(), "input.source.topic", "bad topic!"),
+        "spec field 'input.source.topic': found 'bad topic!', expected a Kafka topic name (letters, digits, '.', "
+        "'_', '-')",
+    ),
+    (
+        _with(local_spec(), "input.source.type", "mqlight"),
+        "spec field 'input.source.type': found 'mqlight', expected 'kafka'",
+    ),
+    (
+        _with(local_spec(), "output.target.topic", "in"),
+        "spec field 'output.target.topic': found topics input='in', output='in', dead_letter='in.dead-letter', "
+        "expected three different topics (reading what the job writes would loop forever)",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"user": "u", "password": "p"}),
+        "spec field 'input.connection.kafka_brokers_sasl': found neither, expected exactly one of "
+        "'kafka_brokers_sasl' (Message Hub) or 'bootstrap_servers' (a plain broker)",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"bootstrap_servers": ["localhost"]}),
+        "spec field 'input.connection.bootstrap_servers[0]': found 'localhost' (str), expected host:port",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "user": "u"}),
+        "spec field 'input.connection.password': found nothing, expected 'password' too: SASL needs a user and a "
+        "password",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "password": 12345}),
+        "spec field 'input.connection.password': found a hidden int, expected a non-empty string",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "security_protocol": "TLS"}),
+        "spec field 'input.connection.security_protocol': found 'TLS', expected one of PLAINTEXT, SSL, "
+        "SASL_PLAINTEXT, SASL_SSL",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "security_protocol": "SASL_SSL"}),
+        "spec field 'input.connection.user': found nothing, expected a user and password for SASL_SSL",
+    ),
+    (
+        _with(
+            local_spec(),
+            "input.connection",
+            {"bootstrap_servers": ["h:1"], "user": "u", "password": "p", "sasl_mechanism": "GSSAPI"},
+        ),
+        "spec field 'input.connection.sasl_mechanism': found 'GSSAPI', expected one of PLAIN, SCRAM-SHA-256, "
+        "SCRAM-SHA-512",
+    ),
+    (
+        _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "pasword": "p"}),
+        "spec field 'input.connection.pasword': found an unknown key, expected one of api_key, apikey, "
+        "bootstrap_servers, iam_apikey_description, iam_apikey_name, iam_role_crn, iam_serviceid_crn, "
+        "instance_id, kafka_admin_url, kafka_brokers_sasl, kafka_http_url, kafka_rest_url, mqlight_lookup_url, "
+        "password, sasl_mechanism, security_protocol, ssl_ca_location, user",
+    ),
+    (
+        _with(local_spec(), "options", {"starting_offsets": "newest"}),
+        "spec field 'options.starting_offsets': found 'newest', expected 'latest' or 'earliest'",
+    ),
+    (
+        _with(local_spec(), "options", {"max_offsets_per_trigger": 0}),
+        "spec field 'options.max_offsets_per_trigger': found 0 (int), expected a positive integer",
+    ),
+    (
+        _with(local_spec(), "options", {"fail_on_data_loss": "no"}),
+        "spec field 'options.fail_on_data_loss': found 'no' (str), expected true or false",
+    ),
+    (
+        _with(local_spec(), "options", {"trigger": {"processing_time": "soon"}}),
+        "spec field 'options.trigger.processing_time': found 'soon', expected an interval such as '1 second' or "
+        "'500 milliseconds'",
+    ),
+    (
+        _with(local_spec(), "options", {"trigger": {"continuous": "1 second"}}),
+        "spec field 'options.trigger': found keys ['continuous'], expected exactly one of processing_time, "
+        "real_time, available_now",
+    ),
+    (
+        _with(local_spec(), "options", {"kafka": {"kafka.sasl.jaas.config": "x"}}),
+        "spec field 'options.kafka.kafka.sasl.jaas.config': found a setting the connection owns, expected it in "
+        "the connection",
+    ),
+    (
+        _with(local_spec(), "options", {"kafka": {"request.timeout.ms": 1}}),
+        "spec field 'options.kafka.request.timeout.ms': found 'request.timeout.ms', expected a Kafka client option "
+        "starting with 'kafka.'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("doc", "message"), BAD_SPECS, ids=[m.split("'")[1] for _, m in BAD_SPECS])
+def test_each_bad_spec_names_field_found_and_expected(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc, environ={})
+    assert str(err.value) == message
+
+
+def test_bad_file_errors_do_not_quote_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('name: x\npassword: "s3cret\n', encoding="utf-8")
+    with pytest.raises(SpecError) as err:
+        load_spec([bad])
+    assert "s3cret" not in str(err.value)
+    assert str(err.value).startswith(f"spec field '<spec file>': found invalid YAML/JSON in '{bad}' at line ")
+    with pytest.raises(SpecError, match="which does not exist"):
+        load_spec([tmp_path / "missing.yaml"])
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([1, 2]), encoding="utf-8")
+    with pytest.raises(SpecError, match="expected a mapping at the top level"):
+        load_spec([listed])
+
+
+def test_secret_never_shows_in_repr_of_the_spec() -> None:
+    doc = local_spec()
+    doc["input"]["connection"] = {"bootstrap_servers": ["h:1"], "user": "u", "password": "sup3r-s3cret"}
+    spec = parse_spec(doc)
+    assert "sup3r-s3cret" not in repr(spec)
+    assert "sup3r-s3cret" not in str(spec.source.connection.password)
