@@ -104,9 +104,7 @@ def kafka_client_options(connection: Connection) -> dict[str, str]:
     if connection.security_protocol.startswith("SASL_"):
         assert connection.sasl_mechanism and connection.user and connection.password
         options["kafka.sasl.mechanism"] = connection.sasl_mechanism
-        options["kafka.sasl.jaas.config"] = jaas_config(
-            connection.sasl_mechanism, connection.user, connection.password
-        )
+        options["kafka.sasl.jaas.config"] = jaas_config(connection.sasl_mechanism, connection.user, connection.password)
     if connection.security_protocol.endswith("SSL"):
         # As IBM documents for Message Hub / Event Streams: TLS 1.2 or newer, and the broker's
         # certificate must match its host name.

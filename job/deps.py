@@ -21,6 +21,51 @@ def connector_package() -> str:
     return f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY_VERSION}:{SPARK_VERSION}"
 
 
+MAVEN_CENTRAL = os.environ.get("STREAM_JOB_MAVEN_REPO", "https://repo1.maven.org/maven2/")
+
+_IVY_SETTINGS = """<ivysettings>
+  <!-- Maven Central only: Spark's default chain also reads ~/.m2, where a half-finished Maven
+       download (a .pom without its .jar) makes the whole resolution fail. -->
+  <settings defaultResolver="central"/>
+  <resolvers>
+    <ibiblio name="central" m2compatible="true" root="{root}"/>
+  </resolvers>
+</ivysettings>
+"""
+
+
+PROVIDED_BY_PYSPARK = (
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "at.yawk.lz4:lz4-java",
+    "org.xerial.snappy:snappy-java",
+    "org.slf4j:slf4j-api",
+    "com.google.code.findbugs:jsr305",
+    "org.scala-lang.modules:scala-parallel-collections_2.13",
+)
+
+
+def ivy_settings() -> Path:
+    """An Ivy settings file (written into the cache) that resolves from Maven Central alone."""
+    path = CACHE_DIR / "ivysettings.xml"
+    text = _IVY_SETTINGS.format(root=MAVEN_CENTRAL)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def spark_package_conf() -> dict[str, str]:
+    """Spark settings that add the Kafka connector, resolved once into the project's cache."""
+    return {
+        "spark.jars.packages": connector_package(),
+        "spark.jars.ivy": str(IVY_DIR),
+        "spark.jars.ivySettings": str(ivy_settings()),
+        # Already in pyspark's own jars/; a second copy on the class path only costs start-up time.
+        "spark.jars.excludes": ",".join(PROVIDED_BY_PYSPARK),
+    }
+
+
 def spark_home() -> Path:
     """The pinned pyspark installation doubles as SPARK_HOME (bin/spark-submit, jars/)."""
     return Path(pyspark.__file__).resolve().parent
@@ -38,4 +83,10 @@ if __name__ == "__main__":
     import sys
 
     what = sys.argv[1] if len(sys.argv) > 1 else "connector"
-    print({"connector": connector_package, "spark-home": spark_home, "ivy-dir": lambda: IVY_DIR}[what]())
+    commands = {
+        "connector": connector_package,
+        "spark-home": spark_home,
+        "ivy-dir": lambda: IVY_DIR,
+        "ivy-settings": ivy_settings,
+    }
+    print(commands[what]())

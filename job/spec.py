@@ -348,7 +348,7 @@ def _options(node: _Node | None) -> Options:
     kafka_node = node.optional_mapping("kafka")
     kafka: dict[str, str] = {}
     if kafka_node is not None:
-        for key in kafka_node.keys():
+        for key in kafka_node.keys():  # noqa: SIM118 (a _Node, not a dict)
             if not key.startswith("kafka."):
                 raise SpecError(kafka_node.path(key), repr(key), "a Kafka client option starting with 'kafka.'")
             if key in CONNECTION_OWNED_KAFKA_OPTIONS:

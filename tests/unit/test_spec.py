@@ -23,9 +23,7 @@ from job.spec import (
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
-MESSAGE_HUB_BROKERS = tuple(
-    f"kafka0{i}-prod01.messagehub.services.us-south.bluemix.net:9093" for i in (1, 2, 3, 4, 5)
-)
+MESSAGE_HUB_BROKERS = tuple(f"kafka0{i}-prod01.messagehub.services.us-south.bluemix.net:9093" for i in (1, 2, 3, 4, 5))
 
 
 def local_spec(**changes: Any) -> dict[str, Any]:

@@ -1,0 +1,273 @@
+"""Pure DataFrame transforms: validate and parse Kafka messages, score them, and shape the output records.
+
+Every function here returns a `DataFrame -> DataFrame` transformation with no reads, writes or actions,
+so the same code runs on a static DataFrame in a unit test and on the Kafka stream in production.
+One input row gives exactly one output row: a scored record or a dead-letter record, never both,
+never neither. That is what makes the accounting (every input offset explained) hold by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyspark.ml import PipelineModel
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+# Columns of a Kafka source row.
+KEY = "key"
+VALUE = "value"
+TOPIC = "topic"
+PARTITION = "partition"
+OFFSET = "offset"
+TIMESTAMP = "timestamp"
+
+# Columns we add; the leading underscore keeps them clear of anything a model stage may create.
+ERROR_CODE = "_error_code"
+ERROR_REASON = "_error_reason"
+PREDICTION = "_prediction"
+PREDICTED_LABEL = "_predicted_label"
+PROBABILITY = "_probability"
+
+ID_FIELD = "id"
+TEXT_FIELD = "text"
+
+# Stable error codes of dead-letter records (documented in the README).
+TOMBSTONE = "TOMBSTONE"
+OVERSIZED = "OVERSIZED"
+INVALID_UTF8 = "INVALID_UTF8"
+NOT_JSON = "NOT_JSON"
+NOT_AN_OBJECT = "NOT_AN_OBJECT"
+MISSING_FIELD = "MISSING_FIELD"
+NULL_FIELD = "NULL_FIELD"
+WRONG_TYPE = "WRONG_TYPE"
+TEXT_TOO_LONG = "TEXT_TOO_LONG"
+EMPTY_TEXT = "EMPTY_TEXT"
+
+# Spark SQL type of a model input field -> the Variant types a JSON value of that field may have.
+_JSON_TYPES = {
+    "integer": ("TINYINT", "SMALLINT", "INT", "BIGINT"),
+    "long": ("TINYINT", "SMALLINT", "INT", "BIGINT"),
+    "string": ("STRING",),
+    "double": ("TINYINT", "SMALLINT", "INT", "BIGINT", "DOUBLE", "FLOAT"),
+    "boolean": ("BOOLEAN",),
+}
+_TYPE_WORDS = {"integer": "an integer", "long": "an integer", "string": "a string", "double": "a number",
+               "boolean": "true or false"}  # fmt: skip
+
+OUTPUT_COLUMNS = (TOPIC, KEY, VALUE)
+
+
+@dataclass(frozen=True)
+class InputField:
+    """One field of the model's input schema, parsed from each message's JSON value."""
+
+    name: str
+    type: str
+
+    def __post_init__(self) -> None:
+        if self.type not in _JSON_TYPES:
+            raise ValueError(f"input field {self.name!r}: type {self.type!r} is not one of {sorted(_JSON_TYPES)}")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the output records say about the model that scored them."""
+
+    name: str
+    version: str
+    label_values: tuple[str, ...]
+
+
+def parse_messages(
+    fields: Sequence[InputField], max_text_length: int, max_message_bytes: int
+) -> Callable[[DataFrame], DataFrame]:
+    """Validate each Kafka value against the input schema and parse it into typed columns.
+
+    Valid rows get the fields as columns and a null error code; invalid rows get null fields and
+    an error code with a sentence. The checks run in order and the first failure wins.
+    """
+    names = [f.name for f in fields]
+    if ID_FIELD not in names or TEXT_FIELD not in names:
+        raise ValueError(f"input schema must have '{ID_FIELD}' and '{TEXT_FIELD}' fields, got {names}")
+
+    def transform(df: DataFrame) -> DataFrame:
+        raw = F.col(VALUE)
+        text_value = raw.cast("string")
+        variant = F.try_parse_json(text_value)
+        checks: list[tuple[Column, str, Column]] = [
+            (raw.isNull(), TOMBSTONE, F.lit("the message has no value (a tombstone)")),
+            (
+                F.octet_length(raw) > max_message_bytes,
+                OVERSIZED,
+                F.format_string(f"the value is %d bytes, over the limit of {max_message_bytes}", F.octet_length(raw)),
+            ),
+            (~F.is_valid_utf8(text_value), INVALID_UTF8, F.lit("the value is not valid UTF-8")),
+            (variant.isNull(), NOT_JSON, F.lit("the value is not valid JSON")),
+            # Valid JSON that starts with '{' is an object; cheaper than asking for the variant's schema.
+            (~F.ltrim(text_value).startswith("{"), NOT_AN_OBJECT, F.lit("the JSON value is not an object")),
+        ]
+        parsed: dict[str, Column] = {}
+        for field in fields:
+            node = F.try_variant_get(variant, f"$.{field.name}", "variant")
+            json_type = F.schema_of_variant(node)
+            typed = F.try_variant_get(variant, f"$.{field.name}", field.type)
+            parsed[field.name] = typed
+            checks += [
+                (node.isNull(), MISSING_FIELD, F.lit(f"field '{field.name}' is missing")),
+                (json_type == "VOID", NULL_FIELD, F.lit(f"field '{field.name}' is null")),
+                (
+                    ~json_type.isin(*_JSON_TYPES[field.type]) | typed.isNull(),
+                    WRONG_TYPE,
+                    F.format_string(
+                        f"field '{field.name}' must be {_TYPE_WORDS[field.type]}"
+                        + (" from -2147483648 to 2147483647" if field.type == "integer" else "")
+                        + ", found %s",
+                        F.lower(json_type),
+                    ),
+                ),
+            ]
+        text = parsed[TEXT_FIELD]
+        checks += [
+            (
+                F.char_length(text) > max_text_length,
+                TEXT_TOO_LONG,
+                F.format_string(
+                    f"field 'text' has %d characters, over the limit of {max_text_length}", F.char_length(text)
+                ),
+            ),
+            # An empty text has nothing to classify; scoring it would only report the model's bias.
+            (F.trim(text) == "", EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
+        ]
+        code = F.lit(None).cast("string")
+        reason = F.lit(None).cast("string")
+        for condition, error, sentence in reversed(checks):
+            code = F.when(condition, F.lit(error)).otherwise(code)
+            reason = F.when(condition, sentence).otherwise(reason)
+        valid = code.isNull()
+        return df.select(
+            KEY,
+            VALUE,
+            TOPIC,
+            PARTITION,
+            OFFSET,
+            TIMESTAMP,
+            *[F.when(valid, parsed[f.name]).alias(f.name) for f in fields],
+            code.alias(ERROR_CODE),
+            reason.alias(ERROR_REASON),
+        )
+
+    return transform
+
+
+def score(model: PipelineModel, info: ModelInfo) -> Callable[[DataFrame], DataFrame]:
+    """Run the pipeline model on every row and add the prediction, its label and its probability.
+
+    Rows already marked invalid are scored on an empty text (cheaper than splitting the stream, which
+    would read each micro-batch from Kafka twice) and their results are discarded by `to_kafka_records`.
+    All of it runs in the JVM: no Python UDF on the hot path.
+    """
+    last = model.stages[-1]
+    prediction_col = last.getOrDefault("predictionCol")
+    probability_col = last.getOrDefault("probabilityCol")
+    labels = F.array(*[F.lit(label) for label in info.label_values])
+
+    def transform(df: DataFrame) -> DataFrame:
+        passthrough = [c for c in df.columns if c != TEXT_FIELD]
+        scored = model.transform(df.withColumn(TEXT_FIELD, F.coalesce(F.col(TEXT_FIELD), F.lit(""))))
+        index = F.col(prediction_col).cast("int")
+        return scored.select(
+            *passthrough,
+            TEXT_FIELD,
+            F.col(prediction_col).alias(PREDICTION),
+            F.element_at(labels, index + 1).alias(PREDICTED_LABEL),
+            F.element_at(vector_to_array(F.col(probability_col)), index + 1).alias(PROBABILITY),
+        )
+
+    return transform
+
+
+def _bytes_as_text(column: Column) -> tuple[Column, Column]:
+    """Original bytes for a JSON document: as text when valid UTF-8, otherwise base64."""
+    as_text = column.cast("string")
+    utf8 = F.is_valid_utf8(as_text)
+    value = F.when(column.isNull(), F.lit(None)).when(utf8, as_text).otherwise(F.base64(column))
+    encoding = F.when(column.isNull(), F.lit(None)).when(utf8, F.lit("utf-8")).otherwise(F.lit("base64"))
+    return value, encoding
+
+
+def to_kafka_records(
+    deployment: str, info: ModelInfo, target_topic: str, dead_letter_topic: str
+) -> Callable[[DataFrame], DataFrame]:
+    """Shape each row as a Kafka record (topic, key, value) for the output or the dead-letter topic."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        now = F.current_timestamp()
+        scored_value = F.to_json(
+            F.struct(
+                F.col(ID_FIELD).alias("id"),
+                F.col(TEXT_FIELD).alias("text"),
+                F.col(PREDICTION).alias("prediction"),
+                F.col(PREDICTED_LABEL).alias("predictedLabel"),
+                F.col(PROBABILITY).alias("probability"),
+                F.lit(info.name).alias("modelName"),
+                F.lit(info.version).alias("modelVersion"),
+                now.alias("scoredAt"),
+                F.col(TOPIC).alias("sourceTopic"),
+                F.col(PARTITION).alias("sourcePartition"),
+                F.col(OFFSET).alias("sourceOffset"),
+            )
+        )
+        key_text, key_encoding = _bytes_as_text(F.col(KEY))
+        value_text, value_encoding = _bytes_as_text(F.col(VALUE))
+        dead_letter_value = F.to_json(
+            F.struct(
+                F.col(ERROR_CODE).alias("errorCode"),
+                F.col(ERROR_REASON).alias("errorReason"),
+                F.lit(deployment).alias("deployment"),
+                F.col(TOPIC).alias("sourceTopic"),
+                F.col(PARTITION).alias("sourcePartition"),
+                F.col(OFFSET).alias("sourceOffset"),
+                F.col(TIMESTAMP).alias("sourceTimestamp"),
+                now.alias("rejectedAt"),
+                key_text.alias("key"),
+                key_encoding.alias("keyEncoding"),
+                value_text.alias("value"),
+                value_encoding.alias("valueEncoding"),
+            ),
+            {"ignoreNullFields": "false"},
+        )
+        rejected = F.col(ERROR_CODE).isNotNull()
+        return df.select(
+            F.when(rejected, F.lit(dead_letter_topic)).otherwise(F.lit(target_topic)).alias(TOPIC),
+            # Scored records are keyed by id so consumers can drop the duplicates of a replayed batch;
+            # dead-letter records keep the original key.
+            F.when(rejected, F.col(KEY)).otherwise(F.col(ID_FIELD).cast("string").cast("binary")).alias(KEY),
+            F.when(rejected, dead_letter_value).otherwise(scored_value).cast("binary").alias(VALUE),
+        )
+
+    return transform
+
+
+def scoring_pipeline(
+    fields: Sequence[InputField],
+    model: PipelineModel,
+    info: ModelInfo,
+    deployment: str,
+    target_topic: str,
+    dead_letter_topic: str,
+    max_text_length: int,
+    max_message_bytes: int,
+) -> Callable[[DataFrame], DataFrame]:
+    """Kafka source rows -> Kafka sink rows: parse, score, shape."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        return (
+            df.transform(parse_messages(fields, max_text_length, max_message_bytes))
+            .transform(score(model, info))
+            .transform(to_kafka_records(deployment, info, target_topic, dead_letter_topic))
+        )
+
+    return transform

@@ -1,0 +1,34 @@
+"""Shared fixtures: one local Spark session for the whole test run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from job.deps import spark_package_conf
+from job.query import spark_conf
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHIPPED_MODEL = PROJECT_ROOT / "models" / "sentiment-prediction"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    builder = (
+        SparkSession.builder.master("local[2]")
+        .appName("stream-deployment-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.streaming.stopTimeout", "60s")
+    )
+    # The Kafka connector matching the pinned pyspark, resolved once into the project's cache.
+    for key, value in {**spark_package_conf(), **spark_conf()}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    yield session
+    session.stop()

@@ -1,0 +1,241 @@
+"""Scoring transforms on static DataFrames: exact parsed rows, dead-letter reasons, labels and probabilities."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import HashingTF, Tokenizer
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from job import scoring
+from job.scoring import InputField, ModelInfo
+
+FIELDS = [InputField("id", "integer"), InputField("text", "string")]
+INFO = ModelInfo(name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"))
+KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+T0 = datetime(2026, 11, 27, 10, 0, 0)
+
+TRAIN = [
+    ("i love this so much", 1.0),
+    ("what a great happy day", 1.0),
+    ("wonderful amazing love it", 1.0),
+    ("so happy and glad", 1.0),
+    ("great fun love", 1.0),
+    ("best day ever happy", 1.0),
+    ("i hate this so much", 0.0),
+    ("what a terrible sad day", 0.0),
+    ("awful horrible hate it", 0.0),
+    ("so sad and angry", 0.0),
+    ("bad boring hate", 0.0),
+    ("worst day ever sad", 0.0),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(spark: SparkSession) -> PipelineModel:
+    train = spark.createDataFrame(TRAIN, "text string, label double")
+    pipeline = Pipeline(
+        stages=[
+            Tokenizer(inputCol="text", outputCol="words"),
+            HashingTF(inputCol="words", outputCol="features", numFeatures=256),
+            LogisticRegression(maxIter=50, regParam=0.01),
+        ]
+    )
+    return pipeline.fit(train)
+
+
+def kafka_rows(spark: SparkSession, values: list[bytes | None], key: bytes | None = b"k") -> DataFrame:
+    rows = [(key, v, "tweets", 0, offset, T0) for offset, v in enumerate(values)]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
+def msg(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_parse_gives_typed_fields_for_good_messages_and_a_reason_for_each_bad_kind(spark: SparkSession) -> None:
+    values: list[bytes | None] = [
+        msg({"id": 1, "text": "I love it"}),
+        msg({"id": 2, "text": "ok", "lang": "en"}),  # extra fields are ignored
+        None,
+        b"x" * 101,
+        b'{"id": 3, "text": "caf\xe9"}',
+        b"{not json",
+        b"[1, 2]",
+        b'"just a string"',
+        msg({"text": "no id"}),
+        msg({"id": 4}),
+        msg({"id": None, "text": "x"}),
+        msg({"id": 5, "text": None}),
+        msg({"id": "6", "text": "x"}),
+        msg({"id": 7.5, "text": "x"}),
+        msg({"id": 2**40, "text": "x"}),
+        msg({"id": 8, "text": 42}),
+        msg({"id": 9, "text": "y" * 21}),
+        msg({"id": 10, "text": "   "}),
+        msg({"id": 11, "text": ""}),
+    ]
+    parsed = kafka_rows(spark, values).transform(
+        scoring.parse_messages(FIELDS, max_text_length=20, max_message_bytes=100)
+    )
+    actual = parsed.select("offset", "id", "text", scoring.ERROR_CODE, scoring.ERROR_REASON)
+    expected = spark.createDataFrame(
+        [
+            (0, 1, "I love it", None, None),
+            (1, 2, "ok", None, None),
+            (2, None, None, "TOMBSTONE", "the message has no value (a tombstone)"),
+            (3, None, None, "OVERSIZED", "the value is 101 bytes, over the limit of 100"),
+            (4, None, None, "INVALID_UTF8", "the value is not valid UTF-8"),
+            (5, None, None, "NOT_JSON", "the value is not valid JSON"),
+            (6, None, None, "NOT_AN_OBJECT", "the JSON value is not an object"),
+            (7, None, None, "NOT_AN_OBJECT", "the JSON value is not an object"),
+            (8, None, None, "MISSING_FIELD", "field 'id' is missing"),
+            (9, None, None, "MISSING_FIELD", "field 'text' is missing"),
+            (10, None, None, "NULL_FIELD", "field 'id' is null"),
+            (11, None, None, "NULL_FIELD", "field 'text' is null"),
+            (12, None, None, "WRONG_TYPE", "field 'id' must be an integer from -2147483648 to 2147483647, found string"),
+            (13, None, None, "WRONG_TYPE", "field 'id' must be an integer from -2147483648 to 2147483647, found decimal(2,1)"),
+            (14, None, None, "WRONG_TYPE", "field 'id' must be an integer from -2147483648 to 2147483647, found bigint"),
+            (15, None, None, "WRONG_TYPE", "field 'text' must be a string, found bigint"),
+            (16, None, None, "TEXT_TOO_LONG", "field 'text' has 21 characters, over the limit of 20"),
+            (17, None, None, "EMPTY_TEXT", "field 'text' is empty or only whitespace"),
+            (18, None, None, "EMPTY_TEXT", "field 'text' is empty or only whitespace"),
+        ],
+        f"offset long, id int, text string, {scoring.ERROR_CODE} string, {scoring.ERROR_REASON} string",
+    )  # fmt: skip
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_score_matches_a_direct_model_transform(spark: SparkSession, tiny_model: PipelineModel) -> None:
+    texts = ["i love this great day", "i hate this awful day", "happy happy", "sad and bad"]
+    values = [msg({"id": i, "text": t}) for i, t in enumerate(texts)]
+    scored = (
+        kafka_rows(spark, values)
+        .transform(scoring.parse_messages(FIELDS, 100, 1000))
+        .transform(scoring.score(tiny_model, INFO))
+        .select("id", scoring.PREDICTION, scoring.PREDICTED_LABEL, scoring.PROBABILITY)
+    )
+    direct = tiny_model.transform(spark.createDataFrame(list(enumerate(texts)), "id int, text string"))
+    labels = F.array(F.lit("NEGATIVE"), F.lit("POSITIVE"))
+    expected = direct.select(
+        "id",
+        F.col("prediction").alias(scoring.PREDICTION),
+        F.element_at(labels, F.col("prediction").cast("int") + 1).alias(scoring.PREDICTED_LABEL),
+        F.element_at(vector_to_array("probability"), F.col("prediction").cast("int") + 1).alias(scoring.PROBABILITY),
+    )
+    assert_approx_df_equality(scored, expected, precision=1e-12, ignore_nullable=True)
+    # The tiny model is not a toy in one respect: it must get these four right.
+    assert [r[scoring.PREDICTED_LABEL] for r in scored.orderBy("id").collect()] == [
+        "POSITIVE",
+        "NEGATIVE",
+        "POSITIVE",
+        "NEGATIVE",
+    ]
+    assert all(r[scoring.PROBABILITY] > 0.5 for r in scored.collect())
+
+
+def test_label_mapping_follows_the_model_metadata(spark: SparkSession, tiny_model: PipelineModel) -> None:
+    flipped = ModelInfo("m", "v", ("POSITIVE", "NEGATIVE"))  # a model whose index 0 means POSITIVE
+    df = kafka_rows(spark, [msg({"id": 1, "text": "i love this great day"})]).transform(
+        scoring.parse_messages(FIELDS, 100, 1000)
+    )
+    row = df.transform(scoring.score(tiny_model, flipped)).first()
+    assert (row[scoring.PREDICTION], row[scoring.PREDICTED_LABEL]) == (1.0, "NEGATIVE")
+
+
+def test_kafka_records_for_good_and_bad_messages_in_one_batch(spark: SparkSession, tiny_model: PipelineModel) -> None:
+    values = [msg({"id": 7, "text": "i love this great day"}), b"\xff\xfe bad", None, msg({"id": 8, "text": ""})]
+    rows = [
+        (b"k7", values[0], "tweets", 1, 40, T0),
+        (bytes([0x80, 0x81]), values[1], "tweets", 1, 41, T0),
+        (b"gone", values[2], "tweets", 0, 42, T0),
+        (None, values[3], "tweets", 0, 43, T0),
+    ]
+    df = spark.createDataFrame(rows, KAFKA_SCHEMA)
+    records = df.transform(
+        scoring.scoring_pipeline(FIELDS, tiny_model, INFO, "dep-1", "scored", "scored.dlq", 100, 1000)
+    ).collect()
+    assert [(r.topic, r.key) for r in records] == [
+        ("scored", bytearray(b"7")),
+        ("scored.dlq", bytearray([0x80, 0x81])),
+        ("scored.dlq", bytearray(b"gone")),
+        ("scored.dlq", None),
+    ]
+    scored = json.loads(records[0].value)
+    scored_at = scored.pop("scoredAt")
+    probability = scored.pop("probability")
+    assert scored == {
+        "id": 7,
+        "text": "i love this great day",
+        "prediction": 1.0,
+        "predictedLabel": "POSITIVE",
+        "modelName": "Sentiment Prediction",
+        "modelVersion": "abc123",
+        "sourceTopic": "tweets",
+        "sourcePartition": 1,
+        "sourceOffset": 40,
+    }
+    direct = tiny_model.transform(spark.createDataFrame([("i love this great day",)], "text string")).first()
+    assert probability == pytest.approx(direct.probability[1], abs=1e-12)
+    assert datetime.fromisoformat(scored_at).tzinfo is not None
+
+    dead = [json.loads(r.value) for r in records[1:]]
+    for d in dead:
+        assert datetime.fromisoformat(d.pop("rejectedAt")).tzinfo is not None
+    assert dead == [
+        {
+            "errorCode": "INVALID_UTF8",
+            "errorReason": "the value is not valid UTF-8",
+            "deployment": "dep-1",
+            "sourceTopic": "tweets",
+            "sourcePartition": 1,
+            "sourceOffset": 41,
+            "sourceTimestamp": "2026-11-27T10:00:00.000Z",
+            "key": base64.b64encode(bytes([0x80, 0x81])).decode(),
+            "keyEncoding": "base64",
+            "value": base64.b64encode(b"\xff\xfe bad").decode(),
+            "valueEncoding": "base64",
+        },
+        {
+            "errorCode": "TOMBSTONE",
+            "errorReason": "the message has no value (a tombstone)",
+            "deployment": "dep-1",
+            "sourceTopic": "tweets",
+            "sourcePartition": 0,
+            "sourceOffset": 42,
+            "sourceTimestamp": "2026-11-27T10:00:00.000Z",
+            "key": "gone",
+            "keyEncoding": "utf-8",
+            "value": None,
+            "valueEncoding": None,
+        },
+        {
+            "errorCode": "EMPTY_TEXT",
+            "errorReason": "field 'text' is empty or only whitespace",
+            "deployment": "dep-1",
+            "sourceTopic": "tweets",
+            "sourcePartition": 0,
+            "sourceOffset": 43,
+            "sourceTimestamp": "2026-11-27T10:00:00.000Z",
+            "key": None,
+            "keyEncoding": None,
+            "value": '{"id": 8, "text": ""}',
+            "valueEncoding": "utf-8",
+        },
+    ]
+
+
+def test_the_transforms_add_no_python_udf(spark: SparkSession, tiny_model: PipelineModel) -> None:
+    df = kafka_rows(spark, [msg({"id": 1, "text": "x"})]).transform(
+        scoring.scoring_pipeline(FIELDS, tiny_model, INFO, "d", "o", "o.dlq", 100, 1000)
+    )
+    plan = df._jdf.queryExecution().executedPlan().toString()
+    assert "BatchEvalPython" not in plan and "ArrowEvalPython" not in plan
