@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -159,3 +160,47 @@ def kafka_python_config(connection: Connection) -> dict[str, Any]:
 def loggable(options: Mapping[str, str]) -> dict[str, str]:
     """Options as they may appear in a log line or on screen: only allow-listed values are shown."""
     return {key: (value if key in LOGGABLE_OPTIONS else REDACTED) for key, value in sorted(options.items())}
+
+
+def secret_values(connections: Iterable[Connection]) -> list[str]:
+    """Every form in which a connection's secret could leak: the value, its base64, its JAAS line."""
+    found: list[str] = []
+    for connection in connections:
+        if connection.password is None:
+            continue
+        value = connection.password.reveal()
+        found += [value, base64.b64encode(value.encode()).decode()]
+        if connection.sasl_mechanism and connection.user:
+            found.append(jaas_config(connection.sasl_mechanism, connection.user, connection.password))
+    # Longest first, so a JAAS line is replaced whole rather than around its password.
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrubber(connections: Iterable[Connection]) -> Callable[[str], str]:
+    """A function that masks every secret of these connections in a text (error messages, status)."""
+    secrets = secret_values(connections)
+
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    return scrub
+
+
+class ScrubbingFilter(logging.Filter):
+    """A logging filter that masks secrets in every record passing through a handler."""
+
+    def __init__(self, scrub: Callable[[str], str]) -> None:
+        super().__init__()
+        self._scrub = scrub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, self._scrub(text)
+        return True

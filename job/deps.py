@@ -66,6 +66,15 @@ def spark_package_conf() -> dict[str, str]:
     }
 
 
+def spark_submit_args() -> list[str]:
+    """The spark-submit arguments that add the connector (used by spark-submit.sh)."""
+    conf = spark_package_conf()
+    args = ["--packages", conf.pop("spark.jars.packages")]
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
 def spark_home() -> Path:
     """The pinned pyspark installation doubles as SPARK_HOME (bin/spark-submit, jars/)."""
     return Path(pyspark.__file__).resolve().parent
@@ -88,5 +97,6 @@ if __name__ == "__main__":
         "spark-home": spark_home,
         "ivy-dir": lambda: IVY_DIR,
         "ivy-settings": ivy_settings,
+        "submit-args": lambda: "\n".join(spark_submit_args()),
     }
     print(commands[what]())

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("run", "start the deployment and run until stopped (SIGTERM or Ctrl-C stop it gracefully)"),
         ("validate", "check the spec and the model, print the resolved deployment (secrets masked), exit"),
+        ("status", "show the deployment's state and latest progress"),
+        ("stop", "stop the running deployment gracefully (the batch in flight finishes) and wait for it"),
+        ("delete", "stop the deployment if it runs, then remove its checkpoint and state"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument(
@@ -51,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--log-level", metavar="LEVEL", help="Spark's log level (overrides spark.log_level)")
         if name == "validate":
             sub.add_argument("--check-topics", action="store_true", help="also connect and check the three topics")
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="print the status document as JSON")
+        if name in ("stop", "delete"):
+            sub.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the stop (default 180)")
+        if name == "delete":
+            sub.add_argument("--yes", action="store_true", help="confirm: the checkpoint and state are removed")
     return parser
 
 
@@ -75,9 +84,20 @@ def cli(argv: Sequence[str] | None = None) -> int:
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
+    from job.credentials import ScrubbingFilter, scrubber
+
+    scrub = scrubber([spec.source.connection, spec.target.connection, spec.dead_letter.connection])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubbingFilter(scrub))
     if args.command == "validate":
         return validate(spec, check_topics=args.check_topics)
-    return run(spec)
+    if args.command == "status":
+        return show_status(spec, as_json=args.json)
+    if args.command == "stop":
+        return stop(spec, timeout_s=args.timeout)
+    if args.command == "delete":
+        return delete(spec, confirmed=args.yes, timeout_s=args.timeout)
+    return run(spec, scrub)
 
 
 def describe(spec: DeploymentSpec) -> dict[str, Any]:
@@ -169,28 +189,59 @@ def _parsed_fields(spec: DeploymentSpec) -> list[str]:
     return ["id", "text"]
 
 
-def run(spec: DeploymentSpec) -> int:
+def run(spec: DeploymentSpec, scrub: Any = None) -> int:
     from job.model import ModelError, load_model
     from job.query import StartupError, check_topics, start_query
+    from job.status import FAILED, STOPPED, StateStore, StatusTracker
 
+    scrub = scrub or (lambda text: text)
+    local_state = spec.state_location is not None and _is_local(spec.state_location)
+    store = StateStore(spec.state_location) if local_state else None
+    tracker = StatusTracker(store, spec.name, scrub)
+    tracker.set_state("INITIALIZING")
     try:
         check_topics(spec)
     except StartupError as exc:
-        logger.error("cannot start deployment %r: %s", spec.name, exc)
+        tracker.set_state(FAILED, str(exc))
+        logger.error("cannot start deployment %r: %s", spec.name, scrub(str(exc)))
         return EXIT_FAILED
     spark = build_spark(spec)
+    if spec.state_location is not None and not local_state:
+        tracker.store = StateStore(spec.state_location, spark)
+        tracker.set_state("INITIALIZING")
+    if tracker.store is not None:
+        tracker.store.clear_stop()
     try:
         model = load_model(spark, spec.model_location, available_columns=_parsed_fields(spec))
-    except ModelError as exc:
-        logger.error("cannot start deployment %r: %s", spec.name, exc)
+        query = start_query(spark, spec, model, tracker)
+    except (ModelError, Exception) as exc:
+        reason = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        tracker.set_state(FAILED, reason)
+        logger.error("cannot start deployment %r: %s", spec.name, reason)
         spark.stop()
         return EXIT_FAILED
-    query = start_query(spark, spec, model)
-    return wait_until_stopped(query)
+    code = wait_until_stopped(query, stop_marker=tracker.store)
+    error = query.exception()
+    if code == EXIT_OK:
+        tracker.set_state(STOPPED)
+    else:
+        tracker.terminated(scrub(str(error)) if error is not None else "the query ended unexpectedly")
+    spark.stop()
+    return code
 
 
-def wait_until_stopped(query: Any, poll_s: float = 1.0) -> int:
-    """Block until the query ends or a stop is asked for (SIGTERM, Ctrl-C), then stop it gracefully."""
+def _is_local(location: str) -> bool:
+    from urllib.parse import urlparse
+
+    return urlparse(location).scheme in ("", "file")
+
+
+def wait_until_stopped(query: Any, stop_marker: Any = None, poll_s: float = 1.0) -> int:
+    """Block until the query ends or a stop is asked for, then stop it gracefully.
+
+    A stop is asked for by SIGTERM, Ctrl-C (SIGINT) or `job stop` (a marker file in the state folder,
+    which works from another host too when the state folder is on shared storage).
+    """
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -201,8 +252,13 @@ def wait_until_stopped(query: Any, poll_s: float = 1.0) -> int:
     try:
         while query.isActive and not stop_requested.is_set():
             query.awaitTermination(poll_s)
+            if stop_marker is not None and stop_marker.stop_requested():
+                logger.info("stop requested through the state folder: stopping after the batch in flight")
+                stop_requested.set()
         if stop_requested.is_set():
             stop_gracefully(query)
+            if stop_marker is not None:
+                stop_marker.clear_stop()
             return EXIT_OK
         error = query.exception()
         if error is not None:
@@ -220,9 +276,151 @@ def stop_gracefully(query: Any, timeout_s: float = 120.0) -> None:
 
     deadline = time.monotonic() + timeout_s
     while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.1)
     query.stop()
     logger.info("deployment stopped")
+
+
+def _state_store(spec: DeploymentSpec) -> tuple[Any, Any]:
+    """The state folder, with a small local Spark session only when it is not a local path."""
+    from job.status import StateStore
+
+    if spec.state_location is None:
+        raise SpecError("state_location", "nothing", "a state folder (status, stop and delete need one)")
+    if _is_local(spec.state_location):
+        return StateStore(spec.state_location), None
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.master("local[1]").appName("job-status").config("spark.ui.enabled", "false")
+    session = spark.getOrCreate()
+    return StateStore(spec.state_location, session), session
+
+
+def _process_gone(status: dict[str, Any]) -> bool:
+    import os
+    import socket
+
+    if status.get("host") != socket.gethostname() or not status.get("pid"):
+        return False
+    try:
+        os.kill(int(status["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def current_status(spec: DeploymentSpec) -> dict[str, Any] | None:
+    """The status document, with the state corrected when the process died without saying so."""
+    from job.status import FAILED, INITIALIZING, RUNNING
+
+    store, session = _state_store(spec)
+    try:
+        status = store.read_status()
+    finally:
+        if session is not None:
+            session.stop()
+    if status and status.get("state") in (INITIALIZING, RUNNING) and _process_gone(status):
+        status["state"] = FAILED
+        status["reason"] = f"process {status['pid']} on {status['host']} is gone without stopping (killed?)"
+    return status
+
+
+def show_status(spec: DeploymentSpec, as_json: bool = False) -> int:
+    import json
+
+    try:
+        status = current_status(spec)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    if status is None:
+        if as_json:
+            print(json.dumps({"deployment": spec.name, "state": None}))
+        else:
+            print(f"{spec.name}: no status (never started with state folder {spec.state_location})")
+        return 3
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    progress = status.get("progress") or {}
+    totals = status.get("totals") or {}
+    model = status.get("model") or {}
+    lines = [
+        f"deployment:  {status['deployment']}",
+        f"state:       {status['state']}" + (f" ({status['reason']})" if status.get("reason") else ""),
+        f"model:       {model.get('name', '?')} version {model.get('version', '?')}",
+        f"started at:  {status.get('started_at')} (pid {status.get('pid')} on {status.get('host')})",
+        f"updated at:  {status.get('updated_at')}",
+        f"last batch:  #{progress.get('batch_id', '-')}: {progress.get('input_rows', 0)} rows, "
+        f"{progress.get('input_rows_per_second', 0.0)} rows/s in, "
+        f"{progress.get('processed_rows_per_second', 0.0)} rows/s processed, "
+        f"{progress.get('batch_duration_ms', '-')} ms",
+        f"lag:         {progress.get('offsets_behind_latest', '-')} offsets behind the latest",
+        f"totals:      {totals.get('records_scored', 0)} scored, {totals.get('records_dead_lettered', 0)} "
+        f"dead-lettered, {totals.get('records_in', 0)} read",
+        f"last error:  {status.get('last_error') or '-'}",
+    ]
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def stop(spec: DeploymentSpec, timeout_s: float = 180.0) -> int:
+    import time
+
+    from job.status import FAILED, INITIALIZING, RUNNING, STOPPED
+
+    status = current_status(spec)
+    if status is None or status.get("state") not in (INITIALIZING, RUNNING):
+        state = status.get("state") if status else "not started"
+        print(f"{spec.name}: not running ({state})")
+        return EXIT_OK
+    store, session = _state_store(spec)
+    try:
+        store.request_stop()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = current_status(spec) or {}
+            if status.get("state") in (STOPPED, FAILED):
+                print(f"{spec.name}: {status['state']}")
+                return EXIT_OK if status["state"] == STOPPED else EXIT_FAILED
+        print(f"{spec.name}: still {status.get('state')} after {timeout_s:.0f}s", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if session is not None:
+            session.stop()
+
+
+def delete(spec: DeploymentSpec, confirmed: bool, timeout_s: float = 180.0) -> int:
+    from job.status import remove_tree
+
+    if not confirmed:
+        print(
+            f"error: delete removes the checkpoint ({spec.checkpoint_location}) and state ({spec.state_location}) "
+            "of this deployment; add --yes to confirm",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_SPEC
+    if spec.state_location is not None and stop(spec, timeout_s) != EXIT_OK:
+        print("error: the deployment did not stop; nothing deleted", file=sys.stderr)
+        return EXIT_FAILED
+    session = None
+    locations = [spec.checkpoint_location, *([spec.state_location] if spec.state_location else [])]
+    if not all(_is_local(loc) for loc in locations):
+        from pyspark.sql import SparkSession
+
+        session = SparkSession.builder.master("local[1]").appName("job-delete").getOrCreate()
+    try:
+        for location in locations:
+            removed = remove_tree(location, session)
+            print(f"{'removed' if removed else 'nothing at'} {location}")
+    finally:
+        if session is not None:
+            session.stop()
+    print(f"{spec.name}: deleted")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from job import scoring
 from job.credentials import kafka_python_config, loggable, sink_options, source_options
+from job.status import COUNTS_METRIC, StatusListener, StatusTracker
 
 if TYPE_CHECKING:
     from job.model import LoadedModel
@@ -69,9 +70,23 @@ def scored_stream(spark: SparkSession, spec: DeploymentSpec, model: LoadedModel)
     )
 
 
-def start_query(spark: SparkSession, spec: DeploymentSpec, model: LoadedModel) -> StreamingQuery:
-    """Start the deployment's streaming query; it resumes from the checkpoint when there is one."""
-    records = scored_stream(spark, spec, model)
+def start_query(
+    spark: SparkSession, spec: DeploymentSpec, model: LoadedModel, tracker: StatusTracker | None = None
+) -> StreamingQuery:
+    """Start the deployment's streaming query; it resumes from the checkpoint when there is one.
+
+    With a tracker, a listener keeps the deployment's status document up to date.
+    """
+    records = scored_stream(spark, spec, model).observe(
+        COUNTS_METRIC,
+        F.count(F.lit(1)).alias("records"),
+        F.coalesce(F.sum(F.when(F.col(scoring.TOPIC) == spec.dead_letter.topic, 1).otherwise(0)), F.lit(0)).alias(
+            "dead_lettered"
+        ),
+    )
+    if tracker is not None:
+        tracker.set_model(model.metadata.name, model.metadata.version)
+        spark.streams.addListener(StatusListener(tracker, spec.name))
     sink_extra = dict(spec.options.kafka)
     if spec.dead_letter.connection == spec.target.connection:
         # One sink: each row carries its topic, so scored and dead-letter records of a micro-batch are

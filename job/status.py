@@ -1,0 +1,322 @@
+"""The deployment's status document and stop marker, kept in its state folder, and the listener that updates them.
+
+Schema of `status.json` (version 1), documented in the README:
+  schema_version, deployment, state (INITIALIZING | RUNNING | STOPPED | FAILED), reason, updated_at,
+  started_at, pid, host, query_id, run_id, model {name, version},
+  progress {batch_id, timestamp, input_rows, input_rows_per_second, processed_rows_per_second,
+            batch_duration_ms, scored, dead_lettered, offsets_behind_latest},
+  totals {records_in, records_scored, records_dead_lettered},
+  last_error
+It never holds a password, API key or JAAS line: errors pass through `credentials.scrub` first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pyspark.sql.streaming import StreamingQueryListener
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+STATUS_FILE = "status.json"
+STOP_MARKER = "stop-requested"
+INITIALIZING, RUNNING, STOPPED, FAILED = "INITIALIZING", "RUNNING", "STOPPED", "FAILED"
+COUNTS_METRIC = "deployment_counts"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StateStore:
+    """Files in the state folder. Local paths use the OS; other URIs (hdfs://, s3a://) go through Hadoop."""
+
+    def __init__(self, location: str, spark: Any = None, through_hadoop: bool = False) -> None:
+        self.location = location.rstrip("/")
+        scheme = urlparse(location).scheme
+        self._local = scheme in ("", "file") and not through_hadoop
+        self._spark = spark
+        if not self._local and spark is None:
+            raise ValueError(f"state location {location!r} is not a local path; reading it needs a SparkSession")
+
+    def _local_path(self, name: str) -> Path:
+        parsed = urlparse(self.location)
+        base = Path(parsed.path if parsed.scheme == "file" else self.location)
+        return base / name
+
+    def _hadoop(self) -> tuple[Any, Any]:
+        jvm = self._spark._jvm
+        conf = self._spark._jsc.hadoopConfiguration()
+        return jvm, conf
+
+    def write_text(self, name: str, text: str) -> None:
+        """Atomic: readers see the old document or the new one, never half of one."""
+        if self._local:
+            path = self._local_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+            return
+        jvm, conf = self._hadoop()
+        target = jvm.org.apache.hadoop.fs.Path(f"{self.location}/{name}")
+        tmp = jvm.org.apache.hadoop.fs.Path(f"{self.location}/.{name}.{uuid.uuid4().hex}.tmp")
+        context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(target.toUri(), conf)
+        gateway = self._spark.sparkContext._gateway
+        create_options = gateway.new_array(jvm.org.apache.hadoop.fs.Options.CreateOpts, 1)
+        create_options[0] = jvm.org.apache.hadoop.fs.Options.CreateOpts.createParent()
+        flags = jvm.java.util.EnumSet.of(jvm.org.apache.hadoop.fs.CreateFlag.CREATE)
+        stream = context.create(tmp, flags, create_options)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+        rename_options = gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
+        rename_options[0] = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
+        context.rename(tmp, target, rename_options)
+
+    def read_text(self, name: str) -> str | None:
+        if self._local:
+            path = self._local_path(name)
+            return path.read_text(encoding="utf-8") if path.is_file() else None
+        jvm, conf = self._hadoop()
+        path = jvm.org.apache.hadoop.fs.Path(f"{self.location}/{name}")
+        fs = path.getFileSystem(conf)
+        if not fs.exists(path):
+            return None
+        stream = fs.open(path)
+        try:
+            return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+
+    def exists(self, name: str) -> bool:
+        return self.read_text(name) is not None
+
+    def delete(self, name: str) -> None:
+        if self._local:
+            self._local_path(name).unlink(missing_ok=True)
+            return
+        jvm, conf = self._hadoop()
+        path = jvm.org.apache.hadoop.fs.Path(f"{self.location}/{name}")
+        path.getFileSystem(conf).delete(path, False)
+
+    # -- the status document and the stop marker ---------------------------------------------------------
+
+    def read_status(self) -> dict[str, Any] | None:
+        text = self.read_text(STATUS_FILE)
+        return json.loads(text) if text else None
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        self.write_text(STATUS_FILE, json.dumps(status, indent=2, sort_keys=False) + "\n")
+
+    def request_stop(self) -> None:
+        self.write_text(STOP_MARKER, now_iso() + "\n")
+
+    def stop_requested(self) -> bool:
+        return self.exists(STOP_MARKER)
+
+    def clear_stop(self) -> None:
+        self.delete(STOP_MARKER)
+
+
+def remove_tree(location: str, spark: Any = None) -> bool:
+    """Delete a folder (checkpoint or state) given as a path or URI; True if something was removed."""
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        import shutil
+
+        path = Path(parsed.path if parsed.scheme == "file" else location)
+        if not path.exists():
+            return False
+        shutil.rmtree(path)
+        return True
+    if spark is None:
+        raise ValueError(f"{location!r} is not a local path; deleting it needs a SparkSession")
+    jvm = spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
+    return bool(fs.exists(path) and fs.delete(path, True))
+
+
+class StatusTracker:
+    """Owns the status document of one run: state changes, progress, totals carried over from earlier runs."""
+
+    def __init__(
+        self,
+        store: StateStore | None,
+        deployment: str,
+        scrub: Callable[[str], str],
+        clock: Callable[[], float] = time.monotonic,
+        log_interval_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.scrub = scrub
+        self._clock = clock
+        self._log_interval_s = log_interval_s
+        self._last_log = -float("inf")
+        self._since_log = {"records_in": 0, "records_scored": 0, "records_dead_lettered": 0}
+        previous = store.read_status() if store else None
+        totals = (previous or {}).get("totals") or {}
+        self.status: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "deployment": deployment,
+            "state": INITIALIZING,
+            "reason": None,
+            "updated_at": now_iso(),
+            "started_at": now_iso(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "query_id": None,
+            "run_id": None,
+            "model": None,
+            "progress": None,
+            "totals": {
+                "records_in": int(totals.get("records_in", 0)),
+                "records_scored": int(totals.get("records_scored", 0)),
+                "records_dead_lettered": int(totals.get("records_dead_lettered", 0)),
+            },
+            "last_error": None,
+        }
+
+    def _save(self) -> None:
+        self.status["updated_at"] = now_iso()
+        if self.store is not None:
+            try:
+                self.store.write_status(self.status)
+            except Exception as exc:  # a status write must never take the stream down
+                logger.warning("could not write the status document: %s", self.scrub(str(exc))[:300])
+
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        self.status["state"] = state
+        self.status["reason"] = self.scrub(reason) if reason else None
+        if state == FAILED and reason:
+            self.status["last_error"] = self.status["reason"]
+        self._save()
+        logger.info(
+            "deployment %r is %s%s", self.status["deployment"], state, f": {self.status['reason']}" if reason else ""
+        )
+
+    def set_model(self, name: str, version: str) -> None:
+        self.status["model"] = {"name": name, "version": version}
+        self._save()
+
+    def started(self, query_id: str, run_id: str) -> None:
+        self.status["query_id"], self.status["run_id"] = query_id, run_id
+        self.set_state(RUNNING)
+
+    def progress(self, progress: dict[str, Any]) -> None:
+        """Fold one StreamingQueryProgress (as a dict, from its JSON) into the document."""
+        counts = (progress.get("observedMetrics") or {}).get(COUNTS_METRIC) or {}
+        rows = int(progress.get("numInputRows") or 0)
+        dead = int(counts.get("dead_lettered") or 0)
+        scored = int(counts.get("records") or 0) - dead
+        lag = offsets_behind_latest(progress.get("sources") or [])
+        self.status["progress"] = {
+            "batch_id": progress.get("batchId"),
+            "timestamp": progress.get("timestamp"),
+            "input_rows": rows,
+            "input_rows_per_second": _rate(progress.get("inputRowsPerSecond")),
+            "processed_rows_per_second": _rate(progress.get("processedRowsPerSecond")),
+            "batch_duration_ms": progress.get("batchDuration"),
+            "scored": scored,
+            "dead_lettered": dead,
+            "offsets_behind_latest": lag,
+        }
+        totals = self.status["totals"]
+        totals["records_in"] += rows
+        totals["records_scored"] += scored
+        totals["records_dead_lettered"] += dead
+        for key, value in (("records_in", rows), ("records_scored", scored), ("records_dead_lettered", dead)):
+            self._since_log[key] += value
+        if self.status["state"] == INITIALIZING:
+            self.status["state"] = RUNNING
+        self._save()
+        self._maybe_log(progress, lag)
+
+    def _maybe_log(self, progress: dict[str, Any], lag: int | None) -> None:
+        now = self._clock()
+        if now - self._last_log < self._log_interval_s:
+            return
+        since = self._since_log
+        logger.info(
+            "progress: %d rows in, %d scored, %d dead-lettered since last report; %.1f rows/s in, "
+            "%.1f rows/s processed; lag %s offsets; totals %d scored, %d dead-lettered",
+            since["records_in"],
+            since["records_scored"],
+            since["records_dead_lettered"],
+            _rate(progress.get("inputRowsPerSecond")),
+            _rate(progress.get("processedRowsPerSecond")),
+            "unknown" if lag is None else lag,
+            self.status["totals"]["records_scored"],
+            self.status["totals"]["records_dead_lettered"],
+        )
+        self._last_log = now
+        self._since_log = dict.fromkeys(since, 0)
+
+    def terminated(self, error: str | None) -> None:
+        if error:
+            self.set_state(FAILED, error.splitlines()[0][:2000])
+        elif self.status["state"] != STOPPED:
+            self.set_state(STOPPED)
+
+
+def offsets_behind_latest(sources: list[dict[str, Any]]) -> int | None:
+    """Sum over partitions of (latest offset on the broker - offset the query has reached)."""
+    total = 0
+    for source in sources:
+        try:
+            latest = json.loads(source.get("latestOffset") or "null")
+            end = json.loads(source.get("endOffset") or "null")
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(latest, dict) or not isinstance(end, dict):
+            return None
+        for topic, partitions in latest.items():
+            reached = end.get(topic, {})
+            for partition, offset in partitions.items():
+                total += max(0, int(offset) - int(reached.get(partition, 0)))
+    return total
+
+
+def _rate(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if number != number else round(number, 1)  # NaN before the first batch
+
+
+class StatusListener(StreamingQueryListener):
+    """Feeds the tracker from Spark's query events (runs on the driver)."""
+
+    def __init__(self, tracker: StatusTracker, query_name: str) -> None:
+        self.tracker = tracker
+        self.query_name = query_name
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802
+        if event.name == self.query_name:
+            self.tracker.started(str(event.id), str(event.runId))
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        if event.progress.name == self.query_name:
+            self.tracker.progress(json.loads(event.progress.json))
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        # The run loop decides between STOPPED and FAILED; a failure is recorded here as it happens.
+        if event.exception:
+            self.tracker.terminated(event.exception)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs the stream-deployment job with spark-submit from the pinned pyspark, plus the matching Kafka connector.
+#
+#   ./spark-submit.sh [spark-submit options...] run|validate --spec FILE [--spec FILE] [job options...]
+#   ./spark-submit.sh --master spark://host:7077 --conf spark.executor.memory=2g run --spec config/local.yaml
+#
+# Everything before the job command (run, validate) goes to spark-submit unchanged; everything from it on goes
+# to the job (`job/main.py`). A literal `--` may also separate the two.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+python="${STREAM_JOB_PYTHON:-}"
+if [[ -z "$python" ]]; then
+  if [[ -x "$here/.venv/bin/python" ]]; then python="$here/.venv/bin/python"; else python="$(command -v python3)"; fi
+fi
+if ! command -v java >/dev/null 2>&1 && [[ -z "${JAVA_HOME:-}" ]]; then
+  echo "error: Java not found; install OpenJDK 17 (Spark 4 needs Java 17 or newer)" >&2
+  exit 2
+fi
+if ! "$python" -c "import pyspark" 2>/dev/null; then
+  echo "error: pyspark is not installed for $python; run 'make install' first" >&2
+  exit 2
+fi
+
+submit_args=()
+job_args=()
+seen_command=""
+for arg in "$@"; do
+  if [[ -n "$seen_command" ]]; then
+    job_args+=("$arg")
+  elif [[ "$arg" == "--" ]]; then
+    seen_command="yes"
+  elif [[ "$arg" == "run" || "$arg" == "validate" ]]; then
+    seen_command="yes"
+    job_args+=("$arg")
+  else
+    submit_args+=("$arg")
+  fi
+done
+if [[ ${#job_args[@]} -eq 0 ]]; then
+  echo "usage: $0 [spark-submit options...] run|validate --spec FILE [job options...]" >&2
+  exit 2
+fi
+
+cd "$here"
+export SPARK_HOME="$("$python" -m job.deps spark-home)"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
+mapfile -t connector_args < <("$python" -m job.deps submit-args)
+
+# The job's code travels as a zip so that a driver on a cluster node can import it as well.
+mkdir -p .cache
+"$python" - <<'PY'
+import pathlib, zipfile
+root = pathlib.Path(".")
+with zipfile.ZipFile(".cache/job-py.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    for path in sorted(root.glob("job/*.py")):
+        z.write(path, path.as_posix())
+PY
+
+exec "$SPARK_HOME/bin/spark-submit" \
+  "${connector_args[@]}" \
+  --py-files .cache/job-py.zip \
+  "${submit_args[@]}" \
+  job/main.py "${job_args[@]}"

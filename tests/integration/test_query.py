@@ -1,0 +1,127 @@
+"""The streaming query against a real broker: every id comes back with the batch model's label and probability."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import SparkSession
+
+from job.model import LoadedModel, load_model
+from job.query import StartupError, check_topics, start_query
+from job.spec import DeploymentSpec, parse_spec
+from tests.conftest import SHIPPED_MODEL
+from tests.integration.kafka_utils import create_topics, produce, read_all, unique_topics
+
+TWEETS = [
+    "I love this new phone, best purchase ever!",
+    "Worst customer service I have ever had. Never again.",
+    "Just landed in Paris, so excited for the week ahead :)",
+    "My flight got cancelled and I lost my bag. Awful day.",
+    "Thank you all for the birthday wishes, you made my day",
+    "This traffic is killing me, an hour late again",
+    "Watching the sunset at the beach with friends",
+    "I'm so tired and sick of this rain",
+    "Great game tonight, what a comeback!",
+    "Can't believe they cancelled my favourite show, so sad",
+]
+
+
+@pytest.fixture(scope="module")
+def model(spark: SparkSession) -> LoadedModel:
+    return load_model(spark, str(SHIPPED_MODEL), available_columns=["id", "text"])
+
+
+def make_spec(bootstrap: str, topics: dict[str, str], tmp_path: Path, **options: object) -> DeploymentSpec:
+    connection = {"bootstrap_servers": [bootstrap]}
+    return parse_spec(
+        {
+            "name": "it-deployment",
+            "type": "stream",
+            "input": {"connection": connection, "source": {"topic": topics["in"], "type": "kafka"}},
+            "output": {"connection": connection, "target": {"topic": topics["out"], "type": "kafka"}},
+            "dead_letter": {"topic": topics["dlq"]},
+            "model": {"location": str(SHIPPED_MODEL)},
+            "checkpoint_location": str(tmp_path / "checkpoint"),
+            "options": {"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}, **options},
+        }
+    )
+
+
+def test_every_id_is_scored_like_a_batch_transform(
+    spark: SparkSession, kafka_bootstrap: str, model: LoadedModel, tmp_path: Path
+) -> None:
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, topics.values(), partitions=2)
+    n = 300
+    texts = {i: f"{TWEETS[i % len(TWEETS)]} #{i}" for i in range(n)}
+    produce(kafka_bootstrap, topics["in"], [(None, json.dumps({"id": i, "text": t}).encode()) for i, t in texts.items()])
+    spec = make_spec(kafka_bootstrap, topics, tmp_path)
+    check_topics(spec)
+    query = start_query(spark, spec, model)
+    try:
+        out = read_all(kafka_bootstrap, topics["out"], expected=n, timeout_s=120)
+        assert query.exception() is None
+    finally:
+        query.stop()
+    got = {json.loads(r.value)["id"]: (r.key, json.loads(r.value)) for r in out}
+    assert sorted(got) == list(range(n))
+    assert read_all(kafka_bootstrap, topics["dlq"]) == []
+
+    batch = model.pipeline.transform(spark.createDataFrame(list(texts.items()), "id int, text string"))
+    labels = model.metadata.label_values
+    expected = {
+        r.id: (labels[int(r.prediction)], r.p)
+        for r in batch.select("id", "prediction", vector_to_array("probability").alias("p")).collect()
+    }
+    for i, (key, record) in got.items():
+        label, probabilities = expected[i]
+        assert key == str(i).encode()
+        assert record["text"] == texts[i]
+        assert record["predictedLabel"] == label
+        assert record["prediction"] == float(labels.index(label))
+        assert record["probability"] == pytest.approx(probabilities[labels.index(label)], abs=1e-12)
+        assert (record["modelName"], record["modelVersion"]) == (model.metadata.name, model.metadata.version)
+    assert {label for label, _ in expected.values()} == {"POSITIVE", "NEGATIVE"}
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_the_stream_carries_on(
+    spark: SparkSession, kafka_bootstrap: str, model: LoadedModel, tmp_path: Path
+) -> None:
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, topics.values(), partitions=1)
+    messages = [
+        (b"a", json.dumps({"id": 1, "text": "what a lovely morning"}).encode()),
+        (b"b", b"not json at all"),
+        (b"c", json.dumps({"id": 2}).encode()),
+        (b"d", None),
+        (b"e", json.dumps({"id": 3, "text": "I hate mondays"}).encode()),
+    ]
+    produce(kafka_bootstrap, topics["in"], messages)
+    query = start_query(spark, make_spec(kafka_bootstrap, topics, tmp_path), model)
+    try:
+        out = read_all(kafka_bootstrap, topics["out"], expected=2, timeout_s=120)
+        dead = read_all(kafka_bootstrap, topics["dlq"], expected=3, timeout_s=60)
+        assert query.exception() is None
+        assert query.isActive
+    finally:
+        query.stop()
+    assert sorted(r.json()["id"] for r in out) == [1, 3]
+    assert [(r.key, r.json()["errorCode"], r.json()["sourceOffset"]) for r in dead] == [
+        (b"b", "NOT_JSON", 1),
+        (b"c", "MISSING_FIELD", 2),
+        (b"d", "TOMBSTONE", 3),
+    ]
+
+
+def test_missing_topic_fails_fast_naming_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, [topics["in"], topics["out"]])
+    with pytest.raises(StartupError) as err:
+        check_topics(make_spec(kafka_bootstrap, topics, tmp_path), timeout_s=20)
+    assert str(err.value) == (
+        f"topic(s) {topics['dlq']} not found on {kafka_bootstrap}; create them first (the job does not create topics)"
+    )
+

@@ -1,0 +1,100 @@
+"""Status document: state changes, progress folding, lag arithmetic, atomic writes and scrubbed errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from job.credentials import Secret, scrubber
+from job.spec import Connection
+from job.status import StateStore, StatusTracker, offsets_behind_latest
+
+SECRET_CONNECTION = Connection(("h:9093",), "SASL_SSL", "PLAIN", "user1", Secret("pa55word"))
+
+
+def progress_event(batch: int, rows: int, records: int, dead: int, latest: dict, end: dict) -> dict:
+    return {
+        "batchId": batch,
+        "timestamp": "2026-11-27T10:00:00.000Z",
+        "numInputRows": rows,
+        "inputRowsPerSecond": 100.04,
+        "processedRowsPerSecond": "NaN",
+        "batchDuration": 812,
+        "observedMetrics": {"deployment_counts": {"records": records, "dead_lettered": dead}},
+        "sources": [{"latestOffset": json.dumps({"in": latest}), "endOffset": json.dumps({"in": end})}],
+    }
+
+
+def test_lag_is_the_sum_over_partitions_of_latest_minus_reached() -> None:
+    sources = [{"latestOffset": '{"t":{"0":100,"1":50}}', "endOffset": '{"t":{"0":90,"1":50}}'}]
+    assert offsets_behind_latest(sources) == 10
+    assert offsets_behind_latest([{"latestOffset": '{"t":{"0":7}}', "endOffset": "{}"}]) == 7
+    assert offsets_behind_latest([{"latestOffset": None, "endOffset": None}]) is None
+
+
+def test_tracker_folds_progress_and_carries_totals_over_a_restart(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path / "state"))
+    tracker = StatusTracker(store, "dep", scrub=lambda t: t)
+    tracker.set_state("INITIALIZING")
+    assert store.read_status()["state"] == "INITIALIZING"
+    tracker.started("qid", "rid")
+    tracker.progress(progress_event(0, 10, 10, 3, {"0": 20}, {"0": 10}))
+    tracker.progress(progress_event(1, 5, 5, 0, {"0": 20}, {"0": 15}))
+    status = store.read_status()
+    assert status["state"] == "RUNNING"
+    assert (status["query_id"], status["run_id"]) == ("qid", "rid")
+    assert status["progress"] == {
+        "batch_id": 1,
+        "timestamp": "2026-11-27T10:00:00.000Z",
+        "input_rows": 5,
+        "input_rows_per_second": 100.0,
+        "processed_rows_per_second": 0.0,
+        "batch_duration_ms": 812,
+        "scored": 5,
+        "dead_lettered": 0,
+        "offsets_behind_latest": 5,
+    }
+    assert status["totals"] == {"records_in": 15, "records_scored": 12, "records_dead_lettered": 3}
+    tracker.set_state("STOPPED")
+
+    again = StatusTracker(store, "dep", scrub=lambda t: t)
+    again.progress(progress_event(2, 4, 4, 1, {"0": 24}, {"0": 24}))
+    assert store.read_status()["totals"] == {"records_in": 19, "records_scored": 15, "records_dead_lettered": 4}
+
+
+def test_failure_reason_is_scrubbed_of_every_form_of_the_secret(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    tracker = StatusTracker(store, "dep", scrub=scrubber([SECRET_CONNECTION]))
+    jaas = 'org.apache.kafka.common.security.plain.PlainLoginModule required username="user1" password="pa55word";'
+    tracker.terminated(f"Kafka said: bad config {jaas} / pa55word / cGE1NXdvcmQ=")
+    text = (tmp_path / "status.json").read_text()
+    assert "pa55word" not in text and "cGE1NXdvcmQ=" not in text and "PlainLoginModule" not in text
+    assert store.read_status()["reason"] == "Kafka said: bad config ***** / ***** / *****"
+    assert store.read_status()["state"] == "FAILED"
+
+
+def test_status_writes_leave_no_temporary_files(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    for i in range(20):
+        store.write_status({"n": i})
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+    assert store.read_status() == {"n": 19}
+    store.request_stop()
+    assert store.stop_requested()
+    store.clear_stop()
+    assert not store.stop_requested()
+
+
+def test_state_store_through_hadoop_uses_the_uri_as_given(spark: SparkSession, tmp_path: Path) -> None:
+    uri = (tmp_path / "remote-state").as_uri()  # file:///..., read and written through Hadoop's FileContext
+    store = StateStore(uri, spark, through_hadoop=True)
+    store.write_status({"state": "RUNNING"})
+    store.write_status({"state": "STOPPED"})
+    assert store.read_status() == {"state": "STOPPED"}
+    assert json.loads((tmp_path / "remote-state" / "status.json").read_text()) == {"state": "STOPPED"}
+    store.request_stop()
+    assert store.stop_requested()
+    store.clear_stop()
+    assert not store.stop_requested()
