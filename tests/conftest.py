@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from job.deps import spark_package_conf
 from job.query import spark_conf
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-SHIPPED_MODEL = PROJECT_ROOT / "models" / "sentiment-prediction"
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ from pyspark.sql import SparkSession
 from job.model import LoadedModel, load_model
 from job.query import StartupError, check_topics, start_query
 from job.spec import DeploymentSpec, parse_spec
-from tests.conftest import SHIPPED_MODEL
 from tests.integration.kafka_utils import create_topics, produce, read_all, unique_topics
+from tests.paths import SHIPPED_MODEL
 
 TWEETS = [
     "I love this new phone, best purchase ever!",
@@ -57,7 +57,9 @@ def test_every_id_is_scored_like_a_batch_transform(
     create_topics(kafka_bootstrap, topics.values(), partitions=2)
     n = 300
     texts = {i: f"{TWEETS[i % len(TWEETS)]} #{i}" for i in range(n)}
-    produce(kafka_bootstrap, topics["in"], [(None, json.dumps({"id": i, "text": t}).encode()) for i, t in texts.items()])
+    produce(
+        kafka_bootstrap, topics["in"], [(None, json.dumps({"id": i, "text": t}).encode()) for i, t in texts.items()]
+    )
     spec = make_spec(kafka_bootstrap, topics, tmp_path)
     check_topics(spec)
     query = start_query(spark, spec, model)
@@ -124,4 +126,3 @@ def test_missing_topic_fails_fast_naming_it(kafka_bootstrap: str, tmp_path: Path
     assert str(err.value) == (
         f"topic(s) {topics['dlq']} not found on {kafka_bootstrap}; create them first (the job does not create topics)"
     )
-
