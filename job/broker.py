@@ -76,10 +76,16 @@ class BrokerConfig:
     sasl_ssl_port: int | None = None
     # SASL/PLAIN users, name -> password. Kept out of repr so a logged config never shows a password.
     users: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    # SASL/SCRAM-SHA-512 users, name -> password, enabled beside PLAIN on the SASL listeners. Kafka stores
+    # SCRAM credentials in the metadata log, so they are added when the storage is formatted (first start
+    # of a run dir), through `kafka-storage format --add-scram`: the throw-away passwords are on that
+    # short-lived process's command line.
+    scram_users: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir).expanduser().resolve())
         object.__setattr__(self, "users", MappingProxyType(dict(self.users)))
+        object.__setattr__(self, "scram_users", MappingProxyType(dict(self.scram_users)))
         seen: dict[int, str] = {}
         for name, port in self.listener_ports.items():
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
@@ -96,6 +102,17 @@ class BrokerConfig:
             if not isinstance(password, str) or not password or any(c in password for c in "\r\n\0"):
                 # The password itself is never echoed.
                 raise ValueError(f"BrokerConfig.users: password of {user!r} must be a non-empty one-line string")
+        if self.scram_users and not has_sasl:
+            raise ValueError("BrokerConfig.scram_users: SCRAM users need a SASL listener, got none")
+        for user, password in self.scram_users.items():
+            if not _USER_NAME.match(user):
+                raise ValueError(f"BrokerConfig.scram_users: user name {user!r} must match {_USER_NAME.pattern}")
+            # kafka-storage's --add-scram splits on ',' and strips one pair of quotes, with no escapes.
+            if not isinstance(password, str) or not password or any(c in password for c in ',"[]\r\n\0'):
+                raise ValueError(
+                    f"BrokerConfig.scram_users: password of {user!r} must be a non-empty one-line string "
+                    'without , " [ ]'
+                )
 
     @property
     def listener_ports(self) -> dict[str, int]:
@@ -286,9 +303,14 @@ def render_server_properties(config: BrokerConfig, keystore_password: str | None
     }
     sasl_listeners = [name for name in (SASL_PLAINTEXT, SASL_SSL) if name in ports]
     if sasl_listeners:
-        props["sasl.enabled.mechanisms"] = "PLAIN"
+        props["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-512" if config.scram_users else "PLAIN"
         for name in sasl_listeners:
             props[f"listener.name.{name.lower()}.plain.sasl.jaas.config"] = plain_jaas_config(config.users)
+            if config.scram_users:
+                # The users live in the metadata log; the login module entry only enables the mechanism.
+                props[f"listener.name.{name.lower()}.scram-sha-512.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                )
     if SASL_SSL in ports:
         if keystore_password is None:
             raise ValueError("render_server_properties: a SASL_SSL listener needs the keystore password")
@@ -653,6 +675,8 @@ class LocalBroker:
             str(self.server_properties_path),
             "--standalone",  # single-node dynamic quorum, as in Kafka 4's quickstart
         ]
+        for name, password in self.config.scram_users.items():
+            cmd += ["--add-scram", f'SCRAM-SHA-512=[name={name},password="{password}"]']
         log.info("Formatting KRaft storage in %s (cluster id %s)", self.run_dir / "data", cluster_id)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:

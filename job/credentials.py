@@ -115,6 +115,11 @@ def kafka_client_options(connection: Connection) -> dict[str, str]:
         if connection.ssl_ca_location:
             options["kafka.ssl.truststore.type"] = "PEM"
             options["kafka.ssl.truststore.location"] = connection.ssl_ca_location
+        elif connection.ssl_truststore_location:
+            # No type: Kafka's default (JKS) reads JKS and PKCS12 truststores alike on Java 9+.
+            options["kafka.ssl.truststore.location"] = connection.ssl_truststore_location
+            if connection.ssl_truststore_password is not None:
+                options["kafka.ssl.truststore.password"] = connection.ssl_truststore_password.reveal()
     return options
 
 
@@ -151,6 +156,11 @@ def kafka_python_config(connection: Connection) -> dict[str, Any]:
         config["sasl_plain_username"] = connection.user
         config["sasl_plain_password"] = connection.password.reveal()
     if connection.security_protocol.endswith("SSL"):
+        if connection.ssl_truststore_location:
+            raise ValueError(
+                f"kafka-python cannot read the JKS/PKCS12 truststore {connection.ssl_truststore_location!r}; "
+                "give the CA certificate as PEM (ssl_ca_location) instead"
+            )
         config["ssl_check_hostname"] = True
         if connection.ssl_ca_location:
             config["ssl_cafile"] = connection.ssl_ca_location
@@ -166,10 +176,14 @@ def secret_values(connections: Iterable[Connection]) -> list[str]:
     """Every form in which a connection's secret could leak: the value, its base64, its JAAS line."""
     found: list[str] = []
     for connection in connections:
+        if connection.ssl_truststore_password is not None:
+            found.append(connection.ssl_truststore_password.reveal())
         if connection.password is None:
             continue
         value = connection.password.reveal()
-        found += [value, base64.b64encode(value.encode()).decode()]
+        # The JAAS-escaped form too: a password with quotes or backslashes appears escaped inside the line.
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        found += [value, escaped, base64.b64encode(value.encode()).decode()]
         if connection.sasl_mechanism and connection.user:
             found.append(jaas_config(connection.sasl_mechanism, connection.user, connection.password))
     # Longest first, so a JAAS line is replaced whole rather than around its password.

@@ -118,6 +118,10 @@ def describe(spec: DeploymentSpec) -> dict[str, Any]:
             shown["password"] = REDACTED
         if c.ssl_ca_location:
             shown["ssl_ca_location"] = c.ssl_ca_location
+        if c.ssl_truststore_location:
+            shown["ssl_truststore_location"] = c.ssl_truststore_location
+            if c.ssl_truststore_password is not None:
+                shown["ssl_truststore_password"] = REDACTED
         return {"topic": topic.topic, "connection": shown}
 
     o = spec.options
@@ -172,7 +176,7 @@ def validate(spec: DeploymentSpec, check_topics: bool = False) -> int:
             f"model: {model.metadata.name} version {model.metadata.version}, labels {list(model.metadata.label_values)}"
         )
         if check_topics:
-            check(spec)
+            check(spec, spark=spark)
             print("topics: all three found")
     except (ModelError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -199,18 +203,20 @@ def run(spec: DeploymentSpec, scrub: Any = None) -> int:
     store = StateStore(spec.state_location) if local_state else None
     tracker = StatusTracker(store, spec.name, scrub)
     tracker.set_state("INITIALIZING")
-    try:
-        check_topics(spec)
-    except StartupError as exc:
-        tracker.set_state(FAILED, str(exc))
-        logger.error("cannot start deployment %r: %s", spec.name, scrub(str(exc)))
-        return EXIT_FAILED
     spark = build_spark(spec)
     if spec.state_location is not None and not local_state:
         tracker.store = StateStore(spec.state_location, spark)
         tracker.set_state("INITIALIZING")
     if tracker.store is not None:
         tracker.store.clear_stop()
+    try:
+        # In the driver's JVM, with the client Spark uses: a wrong password or certificate is named at once.
+        check_topics(spec, spark=spark)
+    except StartupError as exc:
+        tracker.set_state(FAILED, scrub(str(exc)))
+        logger.error("cannot start deployment %r: %s", spec.name, scrub(str(exc)))
+        spark.stop()
+        return EXIT_FAILED
     try:
         model = load_model(spark, spec.model_location, available_columns=_parsed_fields(spec))
         query = start_query(spark, spec, model, tracker)

@@ -135,17 +135,19 @@ def _with_trigger(writer: DataStreamWriter, trigger: Trigger) -> DataStreamWrite
     return writer.trigger(processingTime=trigger.interval)
 
 
-def check_topics(spec: DeploymentSpec, timeout_s: float = 30.0) -> None:
+def check_topics(spec: DeploymentSpec, timeout_s: float = 30.0, spark: SparkSession | None = None) -> None:
     """Fail fast, naming the broker and the cause, when a cluster or topic of the spec is not there.
 
-    Spark's Kafka source would otherwise wait silently for a topic that does not exist.
+    Spark's Kafka source would otherwise wait silently for a topic that does not exist. With a session the
+    check uses the Java AdminClient in its JVM (job.cluster_check), which tells a wrong password, an
+    untrusted certificate or a wrong host name apart within a second; without one, kafka-python.
     """
     wanted: dict[tuple[str, ...], tuple[Connection, set[str]]] = {}
     for topic in (spec.source, spec.target, spec.dead_letter):
         key = topic.connection.bootstrap_servers
         wanted.setdefault(key, (topic.connection, set()))[1].add(topic.topic)
     for connection, topics in wanted.values():
-        existing = list_topics(connection, timeout_s)
+        existing = list_topics(connection, timeout_s, spark)
         missing = sorted(topics - existing)
         if missing:
             raise StartupError(
@@ -154,20 +156,30 @@ def check_topics(spec: DeploymentSpec, timeout_s: float = 30.0) -> None:
             )
 
 
-def list_topics(connection: Connection, timeout_s: float = 30.0) -> set[str]:
-    """Topic names on a cluster, through kafka-python with the connection's security settings."""
+def list_topics(connection: Connection, timeout_s: float = 30.0, spark: SparkSession | None = None) -> set[str]:
+    """Topic names on a cluster with the connection's security settings: Spark's Java client, or kafka-python."""
+    if spark is not None:
+        from job.cluster_check import ClusterCheckError
+        from job.cluster_check import list_topics as list_topics_jvm
+
+        try:
+            return list_topics_jvm(spark, connection, timeout_s)
+        except ClusterCheckError as exc:
+            raise StartupError(str(exc)) from None
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
     servers = ",".join(connection.bootstrap_servers)
     timeout_ms = int(timeout_s * 1000)
     try:
+        # kafka-python reports a wrong password or certificate only as a timeout: it is the fallback.
         consumer = KafkaConsumer(
             **kafka_python_config(connection),
             request_timeout_ms=timeout_ms,
-            api_version_auto_timeout_ms=timeout_ms,
             reconnect_backoff_max_ms=2000,
         )
+    except ValueError as exc:
+        raise StartupError(f"cannot check Kafka at {servers}: {exc}") from None
     except KafkaError as exc:
         raise StartupError(f"cannot connect to Kafka at {servers}: {type(exc).__name__}: {_safe(exc)}") from None
     try:

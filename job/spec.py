@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from job.credentials import Secret
+from job.service_credentials import CredentialsSourceError, merge_service_credentials
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -33,7 +34,7 @@ IGNORED_CREDENTIAL_FIELDS = frozenset(
         "iam_serviceid_crn",
     }
 )
-SECRET_FIELDS = frozenset({"password", "api_key", "apikey"})
+SECRET_FIELDS = frozenset({"password", "api_key", "apikey", "ssl_truststore_password"})
 
 # Kafka client settings the connection owns; setting them through `options.kafka` would bypass
 # the credential handling (and could put a secret in plain sight), so that is refused.
@@ -79,6 +80,9 @@ class Connection:
     user: str | None = None
     password: Secret | None = None
     ssl_ca_location: str | None = None
+    # A JKS or PKCS12 truststore (Kafka's default type JKS reads both on Java 9+), instead of a PEM CA.
+    ssl_truststore_location: str | None = None
+    ssl_truststore_password: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -191,14 +195,14 @@ def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = 
     input_node = doc.mapping("input")
     input_node.allow_keys("connection", "source")
     source_node = input_node.mapping("source")
-    source = Topic(_topic_name(source_node), _connection(input_node.mapping("connection")))
+    source = Topic(_topic_name(source_node), _connection(input_node.mapping("connection"), env))
 
     output_node = doc.mapping("output")
     output_node.allow_keys("connection", "target")
     target_node = output_node.mapping("target")
-    target = Topic(_topic_name(target_node), _connection(output_node.mapping("connection")))
+    target = Topic(_topic_name(target_node), _connection(output_node.mapping("connection"), env))
 
-    dead_letter = _dead_letter(doc, target)
+    dead_letter = _dead_letter(doc, target, env)
     if len({source.topic, target.topic, dead_letter.topic}) < 3 and _same_cluster(source, target, dead_letter):
         raise SpecError(
             "output.target.topic",
@@ -253,7 +257,12 @@ def _topic_name(node: _Node) -> str:
     return topic
 
 
-def _connection(node: _Node) -> Connection:
+def _connection(node: _Node, env: Mapping[str, str] | None = None) -> Connection:
+    try:
+        # credentials_file / credentials_env: the service key's fields join the connection's (job.service_credentials).
+        node = _Node(merge_service_credentials(node._data, env), node._path)
+    except CredentialsSourceError as exc:
+        raise SpecError(node.path(exc.key), exc.found, exc.expected) from None
     node.allow_keys(
         "kafka_brokers_sasl",
         "bootstrap_servers",
@@ -263,6 +272,11 @@ def _connection(node: _Node) -> Connection:
         "security_protocol",
         "sasl_mechanism",
         "ssl_ca_location",
+        "ssl_truststore_location",
+        "ssl_truststore_password",
+        "credentials_file",
+        "credentials_env",
+        "service_name",
         *IGNORED_CREDENTIAL_FIELDS,
     )
     if node.has("kafka_brokers_sasl") == node.has("bootstrap_servers"):
@@ -303,6 +317,16 @@ def _connection(node: _Node) -> Connection:
     ca = node.optional_string("ssl_ca_location")
     if ca is not None and protocol not in ("SSL", "SASL_SSL"):
         raise SpecError(node.path("ssl_ca_location"), repr(ca), f"no CA with {protocol} (TLS is off)")
+    truststore = node.optional_string("ssl_truststore_location")
+    truststore_password = node.optional_secret("ssl_truststore_password")
+    if truststore is not None and ca is not None:
+        raise SpecError(
+            node.path("ssl_truststore_location"), repr(truststore), "either it or ssl_ca_location, not both"
+        )
+    if truststore is not None and protocol not in ("SSL", "SASL_SSL"):
+        raise SpecError(node.path("ssl_truststore_location"), repr(truststore), f"no truststore with {protocol}")
+    if truststore_password is not None and truststore is None:
+        raise SpecError(node.path("ssl_truststore_password"), "a hidden str", "it only with ssl_truststore_location")
     return Connection(
         bootstrap_servers=servers,
         security_protocol=protocol,
@@ -310,18 +334,21 @@ def _connection(node: _Node) -> Connection:
         user=user if protocol.startswith("SASL_") else None,
         password=password if protocol.startswith("SASL_") else None,
         ssl_ca_location=ca,
+        ssl_truststore_location=truststore,
+        ssl_truststore_password=truststore_password,
     )
 
 
-def _dead_letter(doc: _Node, target: Topic) -> Topic:
+def _dead_letter(doc: _Node, target: Topic, env: Mapping[str, str] | None = None) -> Topic:
     node = doc.optional_mapping("dead_letter")
     if node is None:
         # Documented default: beside the output topic, on the output's connection.
         return Topic(f"{target.topic}.dead-letter", target.connection)
     node.allow_keys("topic", "type", "connection")
-    topic = _topic_name(node)
+    # _topic_name allows only topic and type; the dead letter's own connection sits beside them.
+    topic = _topic_name(_Node({k: v for k, v in node._data.items() if k != "connection"}, node._path))
     connection_node = node.optional_mapping("connection")
-    connection = target.connection if connection_node is None else _connection(connection_node)
+    connection = target.connection if connection_node is None else _connection(connection_node, env)
     return Topic(topic, connection)
 
 

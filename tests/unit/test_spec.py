@@ -278,9 +278,10 @@ BAD_SPECS = [
     (
         _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "pasword": "p"}),
         "spec field 'input.connection.pasword': found an unknown key, expected one of api_key, apikey, "
-        "bootstrap_servers, iam_apikey_description, iam_apikey_name, iam_role_crn, iam_serviceid_crn, "
-        "instance_id, kafka_admin_url, kafka_brokers_sasl, kafka_http_url, kafka_rest_url, mqlight_lookup_url, "
-        "password, sasl_mechanism, security_protocol, ssl_ca_location, user",
+        "bootstrap_servers, credentials_env, credentials_file, iam_apikey_description, iam_apikey_name, "
+        "iam_role_crn, iam_serviceid_crn, instance_id, kafka_admin_url, kafka_brokers_sasl, kafka_http_url, "
+        "kafka_rest_url, mqlight_lookup_url, password, sasl_mechanism, security_protocol, service_name, "
+        "ssl_ca_location, ssl_truststore_location, ssl_truststore_password, user",
     ),
     (
         _with(local_spec(), "options", {"starting_offsets": "newest"}),
@@ -345,3 +346,86 @@ def test_secret_never_shows_in_repr_of_the_spec() -> None:
     spec = parse_spec(doc)
     assert "sup3r-s3cret" not in repr(spec)
     assert "sup3r-s3cret" not in str(spec.source.connection.password)
+
+
+def test_truststore_instead_of_a_pem_ca() -> None:
+    doc = local_spec()
+    doc["input"]["connection"] = {
+        "bootstrap_servers": ["k:9095"],
+        "user": "u",
+        "password": "p",
+        "ssl_truststore_location": "/etc/kafka/truststore.jks",
+        "ssl_truststore_password": "${STORE_PW}",
+    }
+    spec = parse_spec(doc, environ={"STORE_PW": "store-secret"})
+    assert spec.source.connection == Connection(
+        ("k:9095",), "SASL_SSL", "PLAIN", "u", Secret("p"), None, "/etc/kafka/truststore.jks", Secret("store-secret")
+    )
+    assert "store-secret" not in repr(spec)
+
+
+@pytest.mark.parametrize(
+    ("connection", "message"),
+    [
+        (
+            {"bootstrap_servers": ["k:1"], "user": "u", "password": "p", "ssl_ca_location": "/ca.pem",
+             "ssl_truststore_location": "/ts.jks"},
+            "spec field 'input.connection.ssl_truststore_location': found '/ts.jks', expected either it or "
+            "ssl_ca_location, not both",
+        ),
+        (
+            {"bootstrap_servers": ["k:1"], "ssl_truststore_location": "/ts.jks"},
+            "spec field 'input.connection.ssl_truststore_location': found '/ts.jks', expected no truststore with "
+            "PLAINTEXT",
+        ),
+        (
+            {"bootstrap_servers": ["k:1"], "user": "u", "password": "p", "ssl_truststore_password": "store-secret"},
+            "spec field 'input.connection.ssl_truststore_password': found a hidden str, expected it only with "
+            "ssl_truststore_location",
+        ),
+        (
+            {"bootstrap_servers": ["k:1"], "user": "u", "password": "p", "ssl_truststore_location": "/ts.jks",
+             "ssl_truststore_password": 1234},
+            "spec field 'input.connection.ssl_truststore_password': found a hidden int, expected a non-empty string",
+        ),
+    ],
+    ids=["ca-and-truststore", "truststore-without-tls", "password-without-truststore", "password-not-a-string"],
+)  # fmt: skip
+def test_truststore_mistakes_are_named_without_the_password(connection: dict[str, Any], message: str) -> None:
+    doc = local_spec()
+    doc["input"]["connection"] = connection
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc, environ={})
+    assert str(err.value) == message
+
+
+def test_credentials_file_beside_the_original_request_with_its_inline_credentials_dropped(tmp_path: Path) -> None:
+    key = tmp_path / "event-streams.json"
+    key.write_text(
+        json.dumps({"kafka_brokers_sasl": ["b-0:9093"], "user": "token", "password": "FROM-THE-FILE", "api_key": "x"}),
+        encoding="utf-8",
+    )
+    overlay = tmp_path / "overlay.yaml"
+    # The request's inline Message Hub credentials are dropped with null; the file gives the connection.
+    dropped = dict.fromkeys(("kafka_brokers_sasl", "user", "password", "api_key"))
+    connection = {**dropped, "credentials_file": str(key)}
+    overlay.write_text(
+        json.dumps({"input": {"connection": connection}, "output": {"connection": connection}}), encoding="utf-8"
+    )
+    spec = load_spec(
+        [CONFIG / "original-request.json", overlay],
+        overrides={"model": {"location": "m"}, "checkpoint_location": "/tmp/cp"},
+    )
+    expected = Connection(("b-0:9093",), "SASL_SSL", "PLAIN", "token", Secret("FROM-THE-FILE"))
+    assert (spec.source.connection, spec.target.connection, spec.dead_letter.connection) == (expected,) * 3
+
+
+def test_dead_letter_topic_with_its_own_connection() -> None:
+    doc = local_spec(
+        dead_letter={
+            "topic": "rejected",
+            "connection": {"bootstrap_servers": ["dlq:9093"], "user": "u", "password": "p"},
+        }
+    )
+    spec = parse_spec(doc, environ={})
+    assert spec.dead_letter == Topic("rejected", Connection(("dlq:9093",), "SASL_SSL", "PLAIN", "u", Secret("p")))
