@@ -276,9 +276,9 @@ def offsets_behind_latest(sources: list[dict[str, Any]]) -> int | None:
     """Sum over partitions of (latest offset on the broker - offset the query has reached)."""
     total = 0
     for source in sources:
+        # The progress JSON holds Kafka offsets as nested objects; other renderings give JSON strings.
         try:
-            latest = json.loads(source.get("latestOffset") or "null")
-            end = json.loads(source.get("endOffset") or "null")
+            latest, end = (_as_offsets(source.get(key)) for key in ("latestOffset", "endOffset"))
         except (TypeError, ValueError):
             return None
         if not isinstance(latest, dict) or not isinstance(end, dict):
@@ -288,6 +288,10 @@ def offsets_behind_latest(sources: list[dict[str, Any]]) -> int | None:
             for partition, offset in partitions.items():
                 total += max(0, int(offset) - int(reached.get(partition, 0)))
     return total
+
+
+def _as_offsets(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _rate(value: Any) -> float:

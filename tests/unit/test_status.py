@@ -31,6 +31,7 @@ def test_lag_is_the_sum_over_partitions_of_latest_minus_reached() -> None:
     sources = [{"latestOffset": '{"t":{"0":100,"1":50}}', "endOffset": '{"t":{"0":90,"1":50}}'}]
     assert offsets_behind_latest(sources) == 10
     assert offsets_behind_latest([{"latestOffset": '{"t":{"0":7}}', "endOffset": "{}"}]) == 7
+    assert offsets_behind_latest([{"latestOffset": {"t": {"0": 9}}, "endOffset": {"t": {"0": 4}}}]) == 5
     assert offsets_behind_latest([{"latestOffset": None, "endOffset": None}]) is None
 
 
