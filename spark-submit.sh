@@ -58,8 +58,37 @@ with zipfile.ZipFile(".cache/job-py.zip", "w", zipfile.ZIP_DEFLATED) as z:
         z.write(path, path.as_posix())
 PY
 
-exec "$SPARK_HOME/bin/spark-submit" \
-  "${connector_args[@]}" \
-  --py-files .cache/job-py.zip \
-  "${submit_args[@]}" \
-  job/main.py "${job_args[@]}"
+# Graceful stop on SIGTERM and Ctrl-C. spark-submit's JVM is the parent of the Python driver; left alone it
+# would answer SIGTERM/SIGINT with its shutdown hooks and kill the SparkContext under the micro-batch in
+# flight. So the JVM starts with both signals ignored (it then installs no handler for them), and this
+# script forwards them to the Python driver, which stops the query after the batch in flight and exits.
+pid_file="$(mktemp "${TMPDIR:-/tmp}/stream-job-driver.XXXXXX")"
+export STREAM_JOB_DRIVER_PID_FILE="$pid_file"
+(
+  trap '' INT TERM
+  exec "$SPARK_HOME/bin/spark-submit" \
+    "${connector_args[@]}" \
+    --py-files .cache/job-py.zip \
+    "${submit_args[@]}" \
+    job/main.py "${job_args[@]}"
+) &
+child=$!
+
+forward() {
+  local driver
+  driver="$(cat "$pid_file" 2>/dev/null || true)"
+  if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
+    kill -TERM "$driver" 2>/dev/null || true
+  else
+    # No driver yet (still starting): nothing is in flight, so stopping hard loses nothing.
+    kill -KILL "$child" 2>/dev/null || true
+  fi
+}
+trap forward INT TERM
+
+while kill -0 "$child" 2>/dev/null; do
+  wait "$child" || true
+done
+wait "$child" && status=0 || status=$?
+rm -f "$pid_file"
+exit "$status"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,7 +19,7 @@ if __package__ in (None, ""):
 
 import yaml
 
-from job.spec import DeploymentSpec, SpecError, load_spec
+from job.spec import DeploymentLocations, DeploymentSpec, SpecError, load_locations, load_spec
 
 logger = logging.getLogger("job.main")
 
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def spec_from_args(args: argparse.Namespace) -> DeploymentSpec:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.model:
         overrides["model"] = {"location": args.model}
@@ -71,16 +72,28 @@ def spec_from_args(args: argparse.Namespace) -> DeploymentSpec:
         overrides["checkpoint_location"] = args.checkpoint
     if args.state:
         overrides["state_location"] = args.state
-    if args.log_level:
+    if getattr(args, "log_level", None):
         overrides["spark"] = {"log_level": args.log_level}
-    return load_spec(args.spec, overrides)
+    return overrides
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    pid_file = os.environ.get("STREAM_JOB_DRIVER_PID_FILE")
+    if pid_file and args.command == "run":
+        # spark-submit.sh forwards SIGTERM and Ctrl-C to this process (see the script).
+        Path(pid_file).write_text(str(os.getpid()), encoding="utf-8")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        spec = spec_from_args(args)
+        if args.command in ("status", "stop", "delete"):
+            # These need the deployment's folders only, not its connections (or their secrets).
+            target = load_locations(args.spec, _overrides(args))
+            if args.command == "status":
+                return show_status(target, as_json=args.json)
+            if args.command == "stop":
+                return stop(target, timeout_s=args.timeout)
+            return delete(target, confirmed=args.yes, timeout_s=args.timeout)
+        spec = load_spec(args.spec, _overrides(args))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
@@ -89,14 +102,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     scrub = scrubber([spec.source.connection, spec.target.connection, spec.dead_letter.connection])
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubbingFilter(scrub))
+    if spec.spark_log_level in ("DEBUG", "TRACE", "ALL"):
+        logging.getLogger().setLevel(logging.DEBUG)  # ours too, through the same scrubbing filter
     if args.command == "validate":
         return validate(spec, check_topics=args.check_topics)
-    if args.command == "status":
-        return show_status(spec, as_json=args.json)
-    if args.command == "stop":
-        return stop(spec, timeout_s=args.timeout)
-    if args.command == "delete":
-        return delete(spec, confirmed=args.yes, timeout_s=args.timeout)
     return run(spec, scrub)
 
 
@@ -156,7 +165,7 @@ def build_spark(spec: DeploymentSpec, app_name: str | None = None) -> Any:
     from job.query import spark_conf
 
     builder = SparkSession.builder.appName(app_name or f"stream-deployment: {spec.name}")
-    for key, value in spark_conf().items():
+    for key, value in spark_conf(prometheus=spec.prometheus).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(spec.spark_log_level)
@@ -287,7 +296,7 @@ def stop_gracefully(query: Any, timeout_s: float = 120.0) -> None:
     logger.info("deployment stopped")
 
 
-def _state_store(spec: DeploymentSpec) -> tuple[Any, Any]:
+def _state_store(spec: DeploymentLocations) -> tuple[Any, Any]:
     """The state folder, with a small local Spark session only when it is not a local path."""
     from job.status import StateStore
 
@@ -303,7 +312,6 @@ def _state_store(spec: DeploymentSpec) -> tuple[Any, Any]:
 
 
 def _process_gone(status: dict[str, Any]) -> bool:
-    import os
     import socket
 
     if status.get("host") != socket.gethostname() or not status.get("pid"):
@@ -317,7 +325,7 @@ def _process_gone(status: dict[str, Any]) -> bool:
     return False
 
 
-def current_status(spec: DeploymentSpec) -> dict[str, Any] | None:
+def current_status(spec: DeploymentLocations) -> dict[str, Any] | None:
     """The status document, with the state corrected when the process died without saying so."""
     from job.status import FAILED, INITIALIZING, RUNNING
 
@@ -333,7 +341,7 @@ def current_status(spec: DeploymentSpec) -> dict[str, Any] | None:
     return status
 
 
-def show_status(spec: DeploymentSpec, as_json: bool = False) -> int:
+def show_status(spec: DeploymentLocations, as_json: bool = False) -> int:
     import json
 
     try:
@@ -372,7 +380,7 @@ def show_status(spec: DeploymentSpec, as_json: bool = False) -> int:
     return EXIT_OK
 
 
-def stop(spec: DeploymentSpec, timeout_s: float = 180.0) -> int:
+def stop(spec: DeploymentLocations, timeout_s: float = 180.0) -> int:
     import time
 
     from job.status import FAILED, INITIALIZING, RUNNING, STOPPED
@@ -399,7 +407,7 @@ def stop(spec: DeploymentSpec, timeout_s: float = 180.0) -> int:
             session.stop()
 
 
-def delete(spec: DeploymentSpec, confirmed: bool, timeout_s: float = 180.0) -> int:
+def delete(spec: DeploymentLocations, confirmed: bool, timeout_s: float = 180.0) -> int:
     from job.status import remove_tree
 
     if not confirmed:

@@ -123,6 +123,7 @@ class DeploymentSpec:
     state_location: str | None = None
     options: Options = field(default_factory=Options)
     spark_log_level: str = "WARN"
+    prometheus: bool = False
 
 
 # --------------------------------------------------------------------------- loading
@@ -134,6 +135,35 @@ def load_spec(
     environ: Mapping[str, str] | None = None,
 ) -> DeploymentSpec:
     """Read one or more spec files (later files deep-merge over earlier ones), apply overrides, validate."""
+    return parse_spec(_merged(paths, overrides), environ)
+
+
+@dataclass(frozen=True)
+class DeploymentLocations:
+    """What `status`, `stop` and `delete` need: the deployment's name and folders, no connection."""
+
+    name: str
+    checkpoint_location: str
+    state_location: str | None
+
+
+def load_locations(
+    paths: Sequence[str | os.PathLike[str]],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DeploymentLocations:
+    """Read only the name and folders of a spec, so stopping a job does not need its secrets set."""
+    merged = _merged(paths, overrides)
+    wanted = {key: merged[key] for key in ("name", "checkpoint_location", "state_location") if key in merged}
+    doc = _Node(_substitute(wanted, "", os.environ if environ is None else environ), "")
+    return DeploymentLocations(
+        name=doc.string("name"),
+        checkpoint_location=doc.string("checkpoint_location"),
+        state_location=doc.optional_string("state_location"),
+    )
+
+
+def _merged(paths: Sequence[str | os.PathLike[str]], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     if not paths:
         raise SpecError("<spec files>", "none", "at least one spec file (YAML or the original JSON request)")
     merged: dict[str, Any] = {}
@@ -141,7 +171,7 @@ def load_spec(
         merged = deep_merge(merged, read_spec_file(Path(path)))
     if overrides:
         merged = deep_merge(merged, dict(overrides))
-    return parse_spec(merged, environ)
+    return merged
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -218,12 +248,14 @@ def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = 
 
     spark_node = doc.optional_mapping("spark")
     log_level = "WARN"
+    prometheus = False
     if spark_node is not None:
-        spark_node.allow_keys("log_level")
+        spark_node.allow_keys("log_level", "prometheus")
         log_level = (spark_node.optional_string("log_level") or "WARN").upper()
         levels = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE")
         if log_level not in levels:
             raise SpecError(spark_node.path("log_level"), repr(log_level), f"one of {', '.join(levels)}")
+        prometheus = spark_node.optional_bool("prometheus", False)
 
     return DeploymentSpec(
         name=name,
@@ -236,6 +268,7 @@ def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = 
         state_location=state_location,
         options=_options(doc.optional_mapping("options")),
         spark_log_level=log_level,
+        prometheus=prometheus,
     )
 
 

@@ -429,3 +429,12 @@ def test_dead_letter_topic_with_its_own_connection() -> None:
     )
     spec = parse_spec(doc, environ={})
     assert spec.dead_letter == Topic("rejected", Connection(("dlq:9093",), "SASL_SSL", "PLAIN", "u", Secret("p")))
+
+
+def test_spark_section_sets_log_level_and_prometheus() -> None:
+    spec = parse_spec(local_spec(spark={"log_level": "debug", "prometheus": True}))
+    assert (spec.spark_log_level, spec.prometheus) == ("DEBUG", True)
+    assert parse_spec(local_spec()).prometheus is False
+    with pytest.raises(SpecError) as err:
+        parse_spec(local_spec(spark={"prometheus": "yes"}))
+    assert str(err.value) == "spec field 'spark.prometheus': found 'yes' (str), expected true or false"
