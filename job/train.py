@@ -1,0 +1,558 @@
+"""Train the sample "Sentiment Prediction" model: Tokenizer -> HashingTF -> LogisticRegression, plus model.json."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyspark
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.feature import HashingTF, RegexTokenizer
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from job.model import (
+    METADATA_FILE,
+    ModelMetadata,
+    delete_path,
+    is_directory,
+    list_names,
+    path_exists,
+    write_text_file,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "Sentiment Prediction"
+DEFAULT_DESCRIPTION = (
+    "Binary tweet sentiment (NEGATIVE / POSITIVE) from raw tweet text. Trained on Sentiment140 "
+    "(distant supervision by emoticons), validated on the TweetEval sentiment validation set."
+)
+DEFAULT_AUTHOR = "spark-stream-deployment"
+
+ID = "id"
+TEXT = "text"
+LABEL = "label"
+WEIGHT = "weight"
+WORDS = "words"
+FEATURES = "features"
+PREDICTION = "prediction"
+PROBABILITY = "probability"
+RAW_PREDICTION = "rawPrediction"
+P_POSITIVE = "p_positive"
+
+# Index i of this tuple is the label of prediction i.0 (what the numeric `label` column means in training).
+LABEL_VALUES = ("NEGATIVE", "POSITIVE")
+NEGATIVE, POSITIVE = 0.0, 1.0
+# TweetEval sentiment labels: 0 negative, 1 neutral, 2 positive. Neutral lines are not used.
+TWEETEVAL_LABELS = {"0": NEGATIVE, "2": POSITIVE}
+TWEETEVAL_NEUTRAL = "1"
+
+INPUT_SCHEMA = [{"name": ID, "type": "integer"}, {"name": TEXT, "type": "string"}]
+TRAINING_SCHEMA = [
+    {"name": ID, "type": "integer", "description": "0-based line number of the tweet in its file"},
+    {"name": TEXT, "type": "string", "description": "the tweet, one line of the file"},
+    {"name": LABEL, "type": "double", "description": "index into label_values (0.0 NEGATIVE, 1.0 POSITIVE)"},
+]
+
+# Lowercased words cut to their first 5 characters (a crude stemmer: wonderful/wonderfully -> "wonde"),
+# "n't" negations kept whole (don't, wouldn't; this alternative comes first, as the regex takes the first
+# that matches), @mentions skipped (tokens start only at a word start and never after "@", so "@user"
+# yields nothing), and ! and ? as tokens of their own.
+TOKEN_PATTERN = r"(?<![@\w'\u2019])(?:[a-z]+n't|[a-z0-9]{1,5})|[!?]"
+
+# Candidate decision thresholds on P(POSITIVE), tried on the Sentiment140 hold-out.
+THRESHOLD_GRID = tuple(round(0.2 + 0.005 * i, 3) for i in range(121))  # 0.200 .. 0.800
+
+
+class TrainingError(Exception):
+    """Training cannot go ahead: bad input data or an output folder it may not replace."""
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Everything that decides the fitted model, besides the data. Hashed into the model version."""
+
+    token_pattern: str = TOKEN_PATTERN
+    to_lowercase: bool = True
+    min_token_length: int = 1
+    num_features: int = 1 << 18
+    binary: bool = True
+    reg_param: float = 1e-4
+    elastic_net_param: float = 0.1
+    standardization: bool = False
+    max_iter: int = 300
+    tol: float = 1e-6
+    negative_weight: float = 1.0
+    positive_weight: float = 1.0
+    holdout_fraction: float = 0.1
+    threshold: float | None = None  # None: tune on the Sentiment140 hold-out
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_features <= 1 << 18:
+            raise TrainingError(f"num_features must be in 1..{1 << 18}, found {self.num_features}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise TrainingError(f"holdout_fraction must be in [0, 1), found {self.holdout_fraction}")
+        if self.threshold is None and self.holdout_fraction == 0.0:
+            raise TrainingError("a threshold must be given when there is no hold-out to tune it on")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise TrainingError(f"threshold must be in (0, 1), found {self.threshold}")
+        if self.negative_weight <= 0 or self.positive_weight <= 0:
+            raise TrainingError("class weights must be positive")
+
+    @property
+    def weighted(self) -> bool:
+        return (self.negative_weight, self.positive_weight) != (1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    positive: str
+    negative: str
+    validation_text: str
+    validation_labels: str
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading the data
+
+
+def read_lines(spark: SparkSession, path: str) -> DataFrame:
+    """One row per line of a text file: `id` (0-based line number) and `text`.
+
+    The file is read whole so the line number is exact (needed to pair TweetEval texts with labels);
+    the final newline does not make an extra empty line.
+    """
+    whole = spark.read.text(path, wholetext=True)
+    lines = whole.select(F.split(F.col("value"), r"\r?\n").alias("lines"))
+    return (
+        lines.select(F.posexplode("lines").alias(ID, TEXT), F.size("lines").alias("n"))
+        .where((F.col(ID) < F.col("n") - 1) | (F.col(TEXT) != ""))
+        .select(F.col(ID).cast("int").alias(ID), TEXT)
+    )
+
+
+def with_label(label: float) -> Callable[[DataFrame], DataFrame]:
+    def transform(df: DataFrame) -> DataFrame:
+        return df.select(ID, TEXT, F.lit(label).alias(LABEL))
+
+    return transform
+
+
+def drop_blank(df: DataFrame) -> DataFrame:
+    """Blank lines carry no signal for training or evaluation."""
+    return df.where(F.trim(F.col(TEXT)) != "")
+
+
+def validation_set(texts: DataFrame, labels: DataFrame) -> DataFrame:
+    """TweetEval lines labelled negative (0) or positive (2), as (id, text, label); neutral lines dropped."""
+    mapping = F.create_map(*[x for k, v in TWEETEVAL_LABELS.items() for x in (F.lit(k), F.lit(v))])
+    paired = texts.join(labels.select(F.col(ID), F.trim(F.col(TEXT)).alias("raw_label")), on=ID, how="inner")
+    return paired.where(F.col("raw_label") != TWEETEVAL_NEUTRAL).select(
+        ID, TEXT, mapping[F.col("raw_label")].alias(LABEL)
+    )
+
+
+def holdout_flag(fraction: float, seed: int) -> Column:
+    """True for the rows set aside for tuning: a seeded hash of the text, so the split does not depend
+    on partitioning or row order, and duplicate tweets always fall on the same side."""
+    bucket = F.pmod(F.xxhash64(F.lit(seed), F.col(TEXT)), F.lit(10_000))
+    return bucket < F.lit(round(fraction * 10_000))
+
+
+def file_facts(spark: SparkSession, path: str) -> dict[str, Any]:
+    """Path as given, sha256 (computed in the JVM from the file's bytes) and line count."""
+    digest = spark.read.format("binaryFile").load(path).select(F.sha2("content", 256).alias("d")).collect()
+    if len(digest) != 1:
+        raise TrainingError(f"{path}: expected exactly one file, found {len(digest)}")
+    return {"path": path, "sha256": digest[0].d, "lines": read_lines(spark, path).count()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pipeline, threshold and evaluation
+
+
+def build_pipeline(params: TrainingParams) -> Pipeline:
+    tokenizer = RegexTokenizer(
+        inputCol=TEXT,
+        outputCol=WORDS,
+        pattern=params.token_pattern,
+        gaps=False,
+        toLowercase=params.to_lowercase,
+        minTokenLength=params.min_token_length,
+    )
+    hashing = HashingTF(inputCol=WORDS, outputCol=FEATURES, numFeatures=params.num_features, binary=params.binary)
+    lr = LogisticRegression(
+        featuresCol=FEATURES,
+        labelCol=LABEL,
+        family="binomial",
+        regParam=params.reg_param,
+        elasticNetParam=params.elastic_net_param,
+        standardization=params.standardization,
+        maxIter=params.max_iter,
+        tol=params.tol,
+    )
+    if params.weighted:
+        # Only the fit reads the weight column; the fitted model scores rows without it.
+        lr.setWeightCol(WEIGHT)
+    return Pipeline(stages=[tokenizer, hashing, lr])
+
+
+def with_class_weights(params: TrainingParams) -> Callable[[DataFrame], DataFrame]:
+    def transform(df: DataFrame) -> DataFrame:
+        weight = F.when(F.col(LABEL) == POSITIVE, F.lit(params.positive_weight)).otherwise(
+            F.lit(params.negative_weight)
+        )
+        return df.select(ID, TEXT, LABEL, weight.alias(WEIGHT))
+
+    return transform
+
+
+def scored(model: PipelineModel, df: DataFrame) -> DataFrame:
+    """(label, prediction, rawPrediction, p_positive) for each row of a labelled DataFrame."""
+    out = model.transform(df)
+    return out.select(
+        LABEL,
+        PREDICTION,
+        RAW_PREDICTION,
+        F.get(vector_to_array(F.col(PROBABILITY)), 1).alias(P_POSITIVE),
+    )
+
+
+def tune_threshold(scores: DataFrame) -> tuple[float, float]:
+    """The threshold on P(POSITIVE) with the best balanced accuracy on `scores`, and that accuracy.
+
+    Exact counts: each row is keyed by how many candidate thresholds lie strictly below its probability
+    (it is predicted POSITIVE at exactly those), so one small group-by serves every candidate.
+    Ties go to the candidate nearest 0.5.
+    """
+    grid = F.array(*[F.lit(t) for t in THRESHOLD_GRID])
+    below = F.size(F.filter(grid, lambda t: F.col(P_POSITIVE) > t)).alias("below")
+    counts = scores.groupBy(F.col(LABEL), below).count().collect()
+    pos = sum(r["count"] for r in counts if r[LABEL] == POSITIVE)
+    neg = sum(r["count"] for r in counts if r[LABEL] != POSITIVE)
+    if not pos or not neg:
+        raise TrainingError("the hold-out set needs rows of both classes to tune the threshold")
+    best: tuple[float, float, float] | None = None  # (balanced accuracy, -distance from 0.5, threshold)
+    for i, t in enumerate(THRESHOLD_GRID):
+        # Predicted POSITIVE at threshold i iff more than i candidates lie below the probability.
+        tp = sum(r["count"] for r in counts if r[LABEL] == POSITIVE and r["below"] > i)
+        tn = sum(r["count"] for r in counts if r[LABEL] != POSITIVE and r["below"] <= i)
+        key = ((tp / pos + tn / neg) / 2, -abs(t - 0.5), t)
+        if best is None or key > best:
+            best = key
+    assert best is not None
+    return best[2], best[0]
+
+
+def evaluate(scores: DataFrame, label_values: Sequence[str] = LABEL_VALUES) -> dict[str, Any]:
+    """Binary metrics from exact counts, and ROC AUC from Spark's evaluator (numBins=0: no down-sampling)."""
+    counts = {
+        (int(r[LABEL]), int(r[PREDICTION])): r["count"] for r in scores.groupBy(LABEL, PREDICTION).count().collect()
+    }
+    n = len(label_values)
+    support = [sum(counts.get((a, p), 0) for p in range(n)) for a in range(n)]
+    predicted = [sum(counts.get((a, p), 0) for a in range(n)) for p in range(n)]
+    total = sum(support)
+    if total == 0 or min(support) == 0:
+        found = dict(zip(label_values, support, strict=True))
+        raise TrainingError(f"evaluation needs rows of every class, found {found}")
+    correct = sum(counts.get((c, c), 0) for c in range(n))
+    recall = [counts.get((c, c), 0) / support[c] for c in range(n)]
+    precision = [counts.get((c, c), 0) / predicted[c] if predicted[c] else 0.0 for c in range(n)]
+    majority = max(range(n), key=lambda c: support[c])
+    auc = BinaryClassificationEvaluator(
+        rawPredictionCol=RAW_PREDICTION, labelCol=LABEL, metricName="areaUnderROC", numBins=0
+    ).evaluate(scores)
+    return {
+        "rows": {label_values[c]: support[c] for c in range(n)},
+        "accuracy": correct / total,
+        "balanced_accuracy": sum(recall) / n,
+        "roc_auc": auc,
+        "per_class": {
+            label_values[c]: {"precision": precision[c], "recall": recall[c], "support": support[c]} for c in range(n)
+        },
+        "confusion_matrix": {
+            label_values[a]: {label_values[p]: counts.get((a, p), 0) for p in range(n)} for a in range(n)
+        },
+        "majority_class_baseline": {
+            "label": label_values[majority],
+            "accuracy": support[majority] / total,
+            "balanced_accuracy": 1.0 / n,
+        },
+    }
+
+
+def model_version(params: dict[str, Any], training_data: dict[str, Any], spark_version: str) -> str:
+    """Content-derived id: the same parameters on the same data with the same Spark give the same id."""
+    digests = {role: {"sha256": f["sha256"], "lines": f["lines"]} for role, f in training_data.items()}
+    canonical = json.dumps(
+        {"hyperparameters": params, "training_data": digests, "spark_version": spark_version},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training end to end
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: PipelineModel
+    metadata: ModelMetadata
+    seconds: float
+
+
+def train(
+    spark: SparkSession,
+    paths: DataPaths,
+    params: TrainingParams,
+    author: str = DEFAULT_AUTHOR,
+    description: str = DEFAULT_DESCRIPTION,
+) -> TrainingResult:
+    """Fit the pipeline on Sentiment140, tune the threshold on its hold-out, evaluate once on TweetEval."""
+    started = time.monotonic()
+    positive = read_lines(spark, paths.positive).transform(with_label(POSITIVE))
+    negative = read_lines(spark, paths.negative).transform(with_label(NEGATIVE))
+    labelled = positive.unionByName(negative).transform(drop_blank)
+    held = holdout_flag(params.holdout_fraction, params.seed)
+    train_df = labelled.where(~held)
+    if params.weighted:
+        train_df = train_df.transform(with_class_weights(params))
+    train_df = train_df.cache()
+    holdout_df = labelled.where(held).cache()
+
+    val_text = read_lines(spark, paths.validation_text)
+    val_labels = read_lines(spark, paths.validation_labels)
+    text_lines, label_lines = val_text.count(), val_labels.count()
+    if text_lines != label_lines:
+        raise TrainingError(
+            f"{paths.validation_text} has {text_lines} lines but {paths.validation_labels} has {label_lines}"
+        )
+    bad = val_labels.where(~F.trim(F.col(TEXT)).isin("0", "1", "2")).limit(3).collect()
+    if bad:
+        raise TrainingError(
+            f"{paths.validation_labels}: labels must be 0, 1 or 2; line {bad[0][ID] + 1} has {bad[0][TEXT]!r}"
+        )
+    validation_df = validation_set(val_text, val_labels).transform(drop_blank).cache()
+
+    train_rows = {LABEL_VALUES[int(r[LABEL])]: r["count"] for r in train_df.groupBy(LABEL).count().collect()}
+    holdout_rows = {LABEL_VALUES[int(r[LABEL])]: r["count"] for r in holdout_df.groupBy(LABEL).count().collect()}
+    logger.info("training rows %s, hold-out rows %s", train_rows, holdout_rows)
+    if len(train_rows) != 2:
+        raise TrainingError(f"training needs rows of both classes, found {train_rows}")
+
+    fit_started = time.monotonic()
+    model = build_pipeline(params).fit(train_df)
+    fit_seconds = time.monotonic() - fit_started
+    lr_model = model.stages[-1]
+    logger.info(
+        "fitted in %.1fs: %d iterations, %d non-zero coefficients",
+        fit_seconds,
+        lr_model.summary.totalIterations,
+        lr_model.coefficients.numNonzeros(),
+    )
+
+    holdout_eval: dict[str, Any] | None = None
+    if params.threshold is None:
+        threshold, holdout_ba = tune_threshold(scored(model, holdout_df))
+        logger.info("threshold %.3f: balanced accuracy %.4f on the hold-out", threshold, holdout_ba)
+    else:
+        threshold = params.threshold
+    lr_model.setThreshold(threshold)
+    if params.holdout_fraction > 0:
+        holdout_eval = evaluate(scored(model, holdout_df))
+    validation_eval = evaluate(scored(model, validation_df))
+    logger.info(
+        "validation: balanced accuracy %.4f, accuracy %.4f, ROC AUC %.4f",
+        validation_eval["balanced_accuracy"],
+        validation_eval["accuracy"],
+        validation_eval["roc_auc"],
+    )
+
+    training_data = {"positive": file_facts(spark, paths.positive), "negative": file_facts(spark, paths.negative)}
+    validation_data = {
+        "text": file_facts(spark, paths.validation_text),
+        "labels": file_facts(spark, paths.validation_labels),
+    }
+    hyperparameters = {**asdict(params), "threshold": threshold, "threshold_tuned": params.threshold is None}
+    spark_version = spark.version
+    version = model_version(hyperparameters, training_data, spark_version)
+    doc: dict[str, Any] = {
+        "name": MODEL_NAME,
+        "description": description,
+        "author": author,
+        "version": version,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model_type": "sparkml-pipeline",
+        "stages": [stage._java_obj.getClass().getName() for stage in model.stages],
+        "spark_version": spark_version,
+        "pyspark_version": pyspark.__version__,
+        "label_column": LABEL,
+        "label_values": list(LABEL_VALUES),
+        "input_schema": INPUT_SCHEMA,
+        "output_columns": {"prediction": PREDICTION, "probability": PROBABILITY, "raw_prediction": RAW_PREDICTION},
+        "training_schema": TRAINING_SCHEMA,
+        "training_data": {
+            **training_data,
+            "rows": {"train": train_rows, "holdout": holdout_rows},
+            "holdout": "rows whose pmod(xxhash64(seed, text), 10000) < holdout_fraction * 10000",
+        },
+        "validation_data": {
+            **validation_data,
+            "used": "lines labelled 0 (NEGATIVE) or 2 (POSITIVE); neutral (1) lines dropped",
+        },
+        "hyperparameters": hyperparameters,
+        "evaluation": {
+            "dataset": "TweetEval sentiment validation, negative and positive lines: never trained on, and the "
+            "threshold is tuned on the Sentiment140 hold-out (models/README.md says how the rest was chosen)",
+            **validation_eval,
+            "holdout": holdout_eval,
+        },
+    }
+    metadata = ModelMetadata.from_json(json.dumps(doc), source="job.train")
+    for df in (train_df, holdout_df, validation_df):
+        df.unpersist()
+    return TrainingResult(model=model, metadata=metadata, seconds=time.monotonic() - started)
+
+
+def check_output(spark: SparkSession, output: str, overwrite: bool) -> None:
+    """Refuse to replace an existing output unless asked, and never replace something that is not a model."""
+    if not path_exists(spark, output):
+        return
+    if not overwrite:
+        raise TrainingError(f"output {output} already exists; pass --overwrite to replace it")
+    if not is_directory(spark, output):
+        raise TrainingError(f"output {output} is a file, not a model folder; not replacing it")
+    unexpected = set(list_names(spark, output)) - {"metadata", "stages", METADATA_FILE}
+    if unexpected:
+        raise TrainingError(
+            f"output {output} holds {sorted(unexpected)}, which a model folder does not; not replacing it"
+        )
+
+
+def save(spark: SparkSession, result: TrainingResult, output: str, overwrite: bool) -> None:
+    """Write the PipelineModel (metadata/, stages/) and model.json beside them."""
+    check_output(spark, output, overwrite)
+    if path_exists(spark, output):
+        delete_path(spark, output)
+    result.model.write().save(output)
+    write_text_file(spark, f"{output.rstrip('/')}/{METADATA_FILE}", result.metadata.to_json())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TrainingParams()
+    p = argparse.ArgumentParser(prog="python -m job.train", description=__doc__)
+    data = p.add_argument_group("data (any path or URI Spark reads)")
+    data.add_argument("--positive", required=True, help="positive tweets, one per line")
+    data.add_argument("--negative", required=True, help="negative tweets, one per line")
+    data.add_argument("--validation-text", required=True, help="validation tweets, one per line")
+    data.add_argument("--validation-labels", required=True, help="validation labels: 0 neg, 1 neutral, 2 pos")
+    out = p.add_argument_group("output")
+    out.add_argument("--output", required=True, help="model folder to write (PipelineModel + model.json)")
+    out.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    out.add_argument("--author", default=DEFAULT_AUTHOR)
+    out.add_argument("--description", default=DEFAULT_DESCRIPTION)
+    hp = p.add_argument_group("hyperparameters")
+    hp.add_argument("--seed", type=int, default=defaults.seed, help="seed of the hold-out split")
+    hp.add_argument("--token-pattern", default=defaults.token_pattern, help="RegexTokenizer pattern (gaps=false)")
+    hp.add_argument("--num-features", type=int, default=defaults.num_features, help="HashingTF size, <= 2^18")
+    hp.add_argument("--binary", action=argparse.BooleanOptionalAction, default=defaults.binary)
+    hp.add_argument("--reg-param", type=float, default=defaults.reg_param)
+    hp.add_argument("--elastic-net-param", type=float, default=defaults.elastic_net_param)
+    hp.add_argument("--standardization", action=argparse.BooleanOptionalAction, default=defaults.standardization)
+    hp.add_argument("--max-iter", type=int, default=defaults.max_iter)
+    hp.add_argument("--negative-weight", type=float, default=defaults.negative_weight)
+    hp.add_argument("--positive-weight", type=float, default=defaults.positive_weight)
+    hp.add_argument("--holdout-fraction", type=float, default=defaults.holdout_fraction)
+    hp.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: tune on hold-out)")
+    spark = p.add_argument_group("spark")
+    spark.add_argument("--master", default="local[2]")
+    spark.add_argument("--driver-memory", default="4g")
+    return p
+
+
+def params_from_args(args: argparse.Namespace) -> TrainingParams:
+    return TrainingParams(
+        token_pattern=args.token_pattern,
+        num_features=args.num_features,
+        binary=args.binary,
+        reg_param=args.reg_param,
+        elastic_net_param=args.elastic_net_param,
+        standardization=args.standardization,
+        max_iter=args.max_iter,
+        negative_weight=args.negative_weight,
+        positive_weight=args.positive_weight,
+        holdout_fraction=args.holdout_fraction,
+        threshold=args.threshold,
+        seed=args.seed,
+    )
+
+
+def build_spark(master: str, driver_memory: str) -> SparkSession:
+    return (
+        SparkSession.builder.master(master)
+        .appName("job.train")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+
+
+def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -> int:
+    """Train and save; with `spark` given (tests), that session is used and left running."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = params_from_args(args)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    own_session = spark is None
+    session = spark or build_spark(args.master, args.driver_memory)
+    if own_session:
+        session.sparkContext.setLogLevel("WARN")
+    try:
+        check_output(session, args.output, args.overwrite)
+        paths = DataPaths(args.positive, args.negative, args.validation_text, args.validation_labels)
+        result = train(session, paths, params, author=args.author, description=args.description)
+        save(session, result, args.output, args.overwrite)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if own_session:
+            session.stop()
+    ev = result.metadata.raw["evaluation"]
+    print(
+        f"saved {MODEL_NAME!r} version {result.metadata.version} to {args.output} in {result.seconds:.0f}s\n"
+        f"validation: balanced accuracy {ev['balanced_accuracy']:.4f}, accuracy {ev['accuracy']:.4f}, "
+        f"ROC AUC {ev['roc_auc']:.4f}, rows {ev['rows']}\n"
+        f"threshold {result.metadata.raw['hyperparameters']['threshold']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Model loading: save/reload round trip, model.json, label mapping, the shipped model and every refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chispa import assert_approx_df_equality, assert_column_equality, assert_df_equality
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import HashingTF, Tokenizer
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from job.model import (
+    LoadedModel,
+    ModelError,
+    ModelMetadata,
+    label_for_prediction,
+    load_model,
+    read_text_file,
+    write_text_file,
+)
+from tests.paths import SHIPPED_MODEL
+
+TRAIN = [
+    ("i love this so much", 1.0),
+    ("what a great happy day", 1.0),
+    ("wonderful amazing love it", 1.0),
+    ("so happy and glad", 1.0),
+    ("great fun love", 1.0),
+    ("best day ever happy", 1.0),
+    ("i hate this so much", 0.0),
+    ("what a terrible sad day", 0.0),
+    ("awful horrible hate it", 0.0),
+    ("so sad and angry", 0.0),
+    ("bad boring hate", 0.0),
+    ("worst day ever sad", 0.0),
+]
+INPUT = [(1, "love this great day"), (2, "hate this sad day"), (3, "so happy"), (4, "awful and boring")]
+AVAILABLE = ["id", "text"]
+
+
+def metadata_doc(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": "Sentiment Prediction",
+        "description": "tiny test model",
+        "author": "tests",
+        "version": "0123456789ab",
+        "created_at": "2026-11-27T10:00:00Z",
+        "model_type": "sparkml-pipeline",
+        "label_column": "label",
+        "label_values": ["NEGATIVE", "POSITIVE"],
+        "input_schema": [{"name": "id", "type": "integer"}, {"name": "text", "type": "string"}],
+        "evaluation": {"accuracy": 1.0},
+    }
+    doc.update(overrides)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(spark: SparkSession) -> PipelineModel:
+    train = spark.createDataFrame(TRAIN, "text string, label double")
+    pipeline = Pipeline(
+        stages=[
+            Tokenizer(inputCol="text", outputCol="words"),
+            HashingTF(inputCol="words", outputCol="features", numFeatures=256),
+            LogisticRegression(maxIter=50, regParam=0.01),
+        ]
+    )
+    return pipeline.fit(train)
+
+
+@pytest.fixture
+def input_df(spark: SparkSession) -> DataFrame:
+    return spark.createDataFrame(INPUT, "id int, text string")
+
+
+def save_model(model: PipelineModel, folder: Path, doc: dict[str, Any] | None = None) -> str:
+    model.write().save(str(folder))
+    if doc is not None:
+        (folder / "model.json").write_text(json.dumps(doc), encoding="utf-8")
+    return str(folder)
+
+
+def scores(model: PipelineModel, df: DataFrame) -> DataFrame:
+    return model.transform(df).select("id", "prediction", vector_to_array("probability").alias("probability"))
+
+
+# --- save / reload -------------------------------------------------------------------------------------
+
+
+def test_saved_pipeline_reloads_with_identical_scores(
+    spark: SparkSession, tiny_pipeline: PipelineModel, input_df: DataFrame, tmp_path: Path
+) -> None:
+    location = save_model(tiny_pipeline, tmp_path / "m")
+    reloaded = PipelineModel.load(location)
+
+    before, after = scores(tiny_pipeline, input_df), scores(reloaded, input_df)
+    assert_df_equality(before.select("id", "prediction"), after.select("id", "prediction"))
+    assert_approx_df_equality(before, after, precision=1e-12)
+    # The tiny model does learn: the unambiguous inputs get the expected classes.
+    assert [r.prediction for r in before.orderBy("id").collect()] == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_load_model_returns_pipeline_metadata_and_location(
+    spark: SparkSession, tiny_pipeline: PipelineModel, input_df: DataFrame, tmp_path: Path
+) -> None:
+    location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
+
+    model = load_model(spark, location, AVAILABLE)
+
+    assert isinstance(model, LoadedModel)
+    assert model.location == location
+    assert model.input_columns() == ("text",)
+    assert model.metadata == ModelMetadata.from_json(json.dumps(metadata_doc()), source="expected")
+    assert_approx_df_equality(scores(model.pipeline, input_df), scores(tiny_pipeline, input_df), precision=1e-12)
+
+
+def test_load_model_accepts_a_file_uri_as_given(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    location = tmp_path.joinpath("m").as_uri()  # file:///...
+    save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
+
+    model = load_model(spark, location, AVAILABLE)
+
+    assert model.location == location
+    assert model.metadata.version == "0123456789ab"
+
+
+# --- model.json ----------------------------------------------------------------------------------------
+
+
+def test_metadata_round_trip_through_a_file(spark: SparkSession, tmp_path: Path) -> None:
+    original = ModelMetadata.from_json(json.dumps(metadata_doc()), source="test")
+    uri = str(tmp_path / "model.json")
+
+    write_text_file(spark, uri, original.to_json())
+    again = ModelMetadata.from_json(read_text_file(spark, uri), source=uri)
+
+    assert again == original
+    assert again.name == "Sentiment Prediction"
+    assert again.version == "0123456789ab"
+    assert again.label_column == "label"
+    assert again.label_values == ("NEGATIVE", "POSITIVE")
+    assert again.input_schema == (("id", "integer"), ("text", "string"))
+    assert again.raw["evaluation"] == {"accuracy": 1.0}
+    # Written without a hidden checksum file, so a hand edit does not break the next read.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object, found list"),
+        (json.dumps({k: v for k, v in metadata_doc().items() if k != "version"}), "field 'version' is missing"),
+        (json.dumps(metadata_doc(name="")), "field 'name' must be a non-empty string"),
+        (json.dumps(metadata_doc(label_values=["ONLY"])), "field 'label_values' must be a list of at least two"),
+        (json.dumps(metadata_doc(label_values=["A", 1])), "field 'label_values' must be a list of at least two"),
+        (json.dumps(metadata_doc(label_values=["A", "A"])), "field 'label_values' has duplicates"),
+        (json.dumps(metadata_doc(input_schema=[])), "field 'input_schema' must be a non-empty list"),
+        (json.dumps(metadata_doc(input_schema=[{"name": "text"}])), "field 'input_schema[0]' must be an object"),
+        (
+            json.dumps(metadata_doc(input_schema=[{"name": "text", "type": "varchar"}])),
+            "field 'input_schema[0]' ('text') has type 'varchar'; expected one of",
+        ),
+        (
+            json.dumps(metadata_doc(input_schema=[{"name": "a", "type": "string"}, {"name": "a", "type": "long"}])),
+            "field 'input_schema' names a column twice",
+        ),
+    ],
+)
+def test_metadata_refuses_bad_documents_naming_the_field(text: str, message: str) -> None:
+    with pytest.raises(ModelError) as error:
+        ModelMetadata.from_json(text, source="s3a://bucket/m/model.json")
+    assert str(error.value).startswith("s3a://bucket/m/model.json: ")
+    assert message in str(error.value)
+
+
+# --- label mapping -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label_values", "expected"),
+    [
+        (["NEGATIVE", "POSITIVE"], ["NEGATIVE", "POSITIVE", "POSITIVE", None]),
+        (["POSITIVE", "NEGATIVE"], ["POSITIVE", "NEGATIVE", "NEGATIVE", None]),
+    ],
+)
+def test_label_for_prediction_maps_index_to_label(
+    spark: SparkSession, label_values: list[str], expected: list[str | None]
+) -> None:
+    # The last row is out of range: null rather than a failed query.
+    df = spark.createDataFrame(
+        list(zip([0.0, 1.0, 1.0, 2.0], expected, strict=True)), "prediction double, expected string"
+    )
+    out = df.withColumn("label", label_for_prediction(label_values)(F.col("prediction")))
+    assert_column_equality(out, "label", "expected")
+
+
+# --- the committed model -------------------------------------------------------------------------------
+
+SMOKE = [
+    (1, "I love this, what a wonderful day!", "POSITIVE"),
+    (2, "This is terrible, I hate it and feel awful", "NEGATIVE"),
+    (3, "Had an amazing time with my best friends tonight, so happy", "POSITIVE"),
+    (4, "I'm so sad and tired, worst day ever", "NEGATIVE"),
+    (5, "Thank you so much, you are the best!", "POSITIVE"),
+    (6, "My phone broke and I missed the bus. Ugh, I hate Mondays", "NEGATIVE"),
+    (7, "@user thanks for the great advice, really appreciate it", "POSITIVE"),
+    (8, "I miss you so much, feeling lonely and sick", "NEGATIVE"),
+]
+
+
+def test_shipped_model_loads_and_labels_clear_tweets(spark: SparkSession) -> None:
+    model = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+
+    assert model.metadata.name == "Sentiment Prediction"
+    assert model.metadata.label_values == ("NEGATIVE", "POSITIVE")
+    assert model.input_columns() == ("text",)
+    assert [type(s).__name__ for s in model.pipeline.stages] == [
+        "RegexTokenizer",
+        "HashingTF",
+        "LogisticRegressionModel",
+    ]
+    df = spark.createDataFrame(SMOKE, "id int, text string, expected string")
+    scored = model.pipeline.transform(df.select("id", "text")).join(df.select("id", "expected"), "id")
+    p_label = F.get(vector_to_array("probability"), F.col("prediction").cast("int"))
+    out = scored.select(
+        "id",
+        "expected",
+        label_for_prediction(model.metadata.label_values)(F.col("prediction")).alias("label"),
+        (p_label > 0.8).alias("confident"),
+    ).orderBy("id")
+    assert_column_equality(out, "label", "expected")
+    assert [r.confident for r in out.collect()] == [True] * len(SMOKE)
+
+
+# --- refusals ------------------------------------------------------------------------------------------
+
+
+def test_refuses_missing_folder(spark: SparkSession, tmp_path: Path) -> None:
+    location = str(tmp_path / "no-such-model")
+    with pytest.raises(ModelError, match=r"model location .*no-such-model: no such folder"):
+        load_model(spark, location, AVAILABLE)
+
+
+def test_refuses_a_file(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "model.zip"
+    path.write_bytes(b"PK")
+    with pytest.raises(ModelError, match=r"model\.zip: is a file, expected a folder"):
+        load_model(spark, str(path), AVAILABLE)
+
+
+def test_refuses_folder_that_is_not_a_spark_model(spark: SparkSession, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(b"\x80\x04")
+    (folder / "model.json").write_text(json.dumps(metadata_doc()), encoding="utf-8")
+    with pytest.raises(ModelError) as error:
+        load_model(spark, str(folder), AVAILABLE)
+    assert str(error.value) == (
+        f"model location {folder}: not a saved Spark ML PipelineModel (no readable metadata/ folder; "
+        "found ['model.json', 'model.pkl'])"
+    )
+
+
+def test_refuses_a_single_saved_logistic_regression_model(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    folder = tmp_path / "lr"
+    tiny_pipeline.stages[-1].write().save(str(folder))
+    (folder / "model.json").write_text(json.dumps(metadata_doc()), encoding="utf-8")
+    with pytest.raises(ModelError) as error:
+        load_model(spark, str(folder), AVAILABLE)
+    assert (
+        f"model location {folder}: holds a saved org.apache.spark.ml.classification.LogisticRegressionModel, "
+        "not a PipelineModel (org.apache.spark.ml.PipelineModel)"
+    ) in str(error.value)
+
+
+def test_refuses_pipeline_without_model_json(spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path) -> None:
+    location = save_model(tiny_pipeline, tmp_path / "m")
+    with pytest.raises(ModelError, match=rf"model location {location}: no model\.json"):
+        load_model(spark, location, AVAILABLE)
+
+
+def test_refuses_invalid_model_json_naming_the_file(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    doc = metadata_doc()
+    del doc["label_values"]
+    location = save_model(tiny_pipeline, tmp_path / "m", doc)
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location, AVAILABLE)
+    assert str(error.value) == f"{location}/model.json: field 'label_values' is missing"
+
+
+def test_refuses_model_reading_a_column_the_input_lacks(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location, ["id", "body"])
+    assert str(error.value) == (
+        f"model location {location}: the pipeline reads column 'text', which the job's input does not "
+        "provide (the spec parses ['id', 'body'])"
+    )
+
+
+def test_refuses_model_json_not_declaring_the_pipeline_input(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    doc = metadata_doc(input_schema=[{"name": "id", "type": "integer"}, {"name": "body", "type": "string"}])
+    location = save_model(tiny_pipeline, tmp_path / "m", doc)
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location, ["id", "body", "text"])
+    assert str(error.value) == (
+        f"model location {location}: the pipeline reads column 'text', which the input_schema of model.json "
+        "does not declare (it declares ['id', 'body'])"
+    )
+
+
+def test_refuses_label_values_not_matching_the_classes(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc(label_values=["NEG", "NEUTRAL", "POS"]))
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location, AVAILABLE)
+    assert str(error.value) == (
+        f"model location {location}: model.json lists 3 label_values ['NEG', 'NEUTRAL', 'POS'] "
+        "but the classifier predicts 2 classes"
+    )
