@@ -16,6 +16,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from job.model import label_for_prediction
+
 # Columns of a Kafka source row.
 KEY = "key"
 VALUE = "value"
@@ -172,7 +174,7 @@ def score(model: PipelineModel, info: ModelInfo) -> Callable[[DataFrame], DataFr
     last = model.stages[-1]
     prediction_col = last.getOrDefault("predictionCol")
     probability_col = last.getOrDefault("probabilityCol")
-    labels = F.array(*[F.lit(label) for label in info.label_values])
+    to_label = label_for_prediction(info.label_values)
 
     def transform(df: DataFrame) -> DataFrame:
         passthrough = [c for c in df.columns if c != TEXT_FIELD]
@@ -182,8 +184,8 @@ def score(model: PipelineModel, info: ModelInfo) -> Callable[[DataFrame], DataFr
             *passthrough,
             TEXT_FIELD,
             F.col(prediction_col).alias(PREDICTION),
-            F.element_at(labels, index + 1).alias(PREDICTED_LABEL),
-            F.element_at(vector_to_array(F.col(probability_col)), index + 1).alias(PROBABILITY),
+            to_label(F.col(prediction_col)).alias(PREDICTED_LABEL),
+            F.get(vector_to_array(F.col(probability_col)), index).alias(PROBABILITY),
         )
 
     return transform
