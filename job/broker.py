@@ -834,7 +834,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m job.broker", description=f"Local Apache Kafka {KAFKA_VERSION} broker (KRaft, single node)."
     )
-    parser.add_argument("command", choices=["start", "stop", "status", "fetch"])
+    parser.add_argument("command", choices=["start", "stop", "status", "fetch", "create-topics"])
+    parser.add_argument("topics", nargs="*", metavar="TOPIC", help="create-topics: the topics to create")
+    parser.add_argument("--partitions", type=int, default=1, help="create-topics: partitions per topic (default 1)")
     parser.add_argument("--port", type=int, default=9092, help="PLAINTEXT listener port (default 9092)")
     parser.add_argument("--controller-port", type=int, help="KRaft controller port (default: --port + 1)")
     parser.add_argument(
@@ -859,6 +861,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_running_line(broker))
             return 0
         broker = LocalBroker.for_run_dir(args.run_dir)
+        if args.command == "create-topics":
+            if not broker.is_running():
+                raise BrokerError(f"no broker running in {broker.run_dir}; start it first (make broker-start)")
+            for topic in args.topics:
+                broker.create_topic(topic, partitions=args.partitions)
+                print(f"topic {topic} ({args.partitions} partition(s)) ready on {broker.bootstrap_servers}")
+            return 0
         if args.command == "stop":
             was_running = broker._running_pid() is not None
             broker.stop(timeout_s=args.timeout if args.timeout is not None else 30)

@@ -84,6 +84,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         # spark-submit.sh forwards SIGTERM and Ctrl-C to this process (see the script).
         Path(pid_file).write_text(str(os.getpid()), encoding="utf-8")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are connection chatter
     try:
         if args.command in ("status", "stop", "delete"):
             # These need the deployment's folders only, not its connections (or their secrets).
@@ -104,6 +105,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         handler.addFilter(ScrubbingFilter(scrub))
     if spec.spark_log_level in ("DEBUG", "TRACE", "ALL"):
         logging.getLogger().setLevel(logging.DEBUG)  # ours too, through the same scrubbing filter
+        logging.getLogger("py4j").setLevel(logging.DEBUG)
     if args.command == "validate":
         return validate(spec, check_topics=args.check_topics)
     return run(spec, scrub)

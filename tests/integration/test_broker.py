@@ -330,6 +330,17 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
         assert (again.returncode, again.stdout) == (0, running), again.stderr
         status = cli("status")
         assert (status.returncode, status.stdout) == (0, running)
+        created = cli("create-topics", "cli-a", "cli-b", "--partitions", "2")
+        assert (created.returncode, created.stdout) == (
+            0,
+            f"topic cli-a (2 partition(s)) ready on localhost:{port}\n"
+            f"topic cli-b (2 partition(s)) ready on localhost:{port}\n",
+        ), created.stderr
+        consumer = KafkaConsumer(bootstrap_servers=f"localhost:{port}")
+        try:
+            assert [sorted(consumer.partitions_for_topic(t)) for t in ("cli-a", "cli-b")] == [[0, 1], [0, 1]]
+        finally:
+            consumer.close()
     finally:
         stopped = cli("stop")
     assert (stopped.returncode, stopped.stdout) == (0, f"Kafka broker stopped (run dir: {run_dir})\n")
@@ -337,3 +348,6 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
     assert (status.returncode, status.stdout) == (3, f"Kafka broker not running (run dir: {run_dir})\n")
     stopped = cli("stop")
     assert (stopped.returncode, stopped.stdout) == (0, f"Kafka broker was not running (run dir: {run_dir})\n")
+    refused = cli("create-topics", "cli-c")
+    assert refused.returncode == 1
+    assert refused.stderr == f"error: no broker running in {run_dir}; start it first (make broker-start)\n"

@@ -216,7 +216,7 @@ def test_validate_prints_the_resolved_deployment_and_fails_on_a_bad_model(kafka_
         "connection": {"bootstrap_servers": [kafka_bootstrap], "security_protocol": "PLAINTEXT"},
     }
     assert shown["dead_letter"]["topic"] == topics["dlq"]
-    assert ok.stdout.strip().endswith("spec OK")
+    assert "\nspec OK\n" in ok.stdout
     bad = subprocess.run(
         [str(PROJECT_ROOT / "spark-submit.sh"), "validate", "--spec", str(spec), "--model", str(tmp_path / "nope")],
         cwd=PROJECT_ROOT,
