@@ -14,10 +14,13 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# A regular (not editable) install: it gives the `job` command without setuptools' editable-mode warnings,
+# and it is redone whenever the job's code changes. Commands run from here import the checkout itself.
+$(STAMP): pyproject.toml $(wildcard job/*.py)
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet '.[dev]'
+	@rm -rf build *.egg-info
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the job with its test tools; fetch the Kafka broker jars

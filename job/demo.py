@@ -8,8 +8,8 @@ import logging
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 from job.broker import BrokerConfig, LocalBroker
 from job.deps import PROJECT_ROOT
@@ -50,7 +50,7 @@ BAD_MESSAGES = [b"this is not JSON", json.dumps({"id": 999, "text": ""}).encode(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spec", default=str(PROJECT_ROOT / "config" / "local.yaml"))
+    parser.add_argument("--spec", default="config/local.yaml")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the job and the results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_until_running(store, job, previous_batch, args.timeout, log_path)
         first_id = int(time.time()) % 1_000_000 * 100
+        start = end_offsets(spec)
         sent, bad = send_tweets(spec, first_id)
         print(f"4/5 sent {len(sent)} tweets and {len(bad)} malformed messages; as they come back:")
-        show_results(spec, sent, bad, args.timeout)
+        show_results(spec, start, sent, bad, args.timeout)
     finally:
         print("5/5 stopping the job gracefully")
         stop_job(job, store)
@@ -135,19 +136,36 @@ def send_tweets(spec: DeploymentSpec, first_id: int) -> tuple[dict[int, str], se
     return sent, {(meta.partition, meta.offset) for meta in bad}
 
 
-def show_results(spec: DeploymentSpec, sent: dict[int, str], bad: set[tuple[int, int]], timeout_s: float) -> None:
+def end_offsets(spec: DeploymentSpec) -> dict[Any, int]:
+    """Where the output and dead-letter topics end now, so the demo shows only what this run adds."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from job.credentials import kafka_python_config
+
+    consumer = KafkaConsumer(**kafka_python_config(spec.target.connection))
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (spec.target.topic, spec.dead_letter.topic)
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        return dict(consumer.end_offsets(partitions))
+    finally:
+        consumer.close()
+
+
+def show_results(
+    spec: DeploymentSpec, start: dict[Any, int], sent: dict[int, str], bad: set[tuple[int, int]], timeout_s: float
+) -> None:
     from kafka import KafkaConsumer
 
     from job.credentials import kafka_python_config
 
-    consumer = KafkaConsumer(
-        spec.target.topic,
-        spec.dead_letter.topic,
-        **kafka_python_config(spec.target.connection),
-        auto_offset_reset="earliest",
-        group_id=f"demo-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-    )
+    # No consumer group: the demo reads its own slice of both topics and commits nothing.
+    consumer = KafkaConsumer(**kafka_python_config(spec.target.connection), enable_auto_commit=False)
+    consumer.assign(list(start))
+    for partition, offset in start.items():
+        consumer.seek(partition, offset)
     waiting = set(sent)
     waiting_bad = set(bad)
     deadline = time.monotonic() + timeout_s
