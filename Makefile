@@ -23,14 +23,14 @@ $(STAMP): pyproject.toml $(wildcard job/*.py)
 	@rm -rf build *.egg-info
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the job with its test tools; fetch the Kafka broker jars
+install: $(STAMP) ## Create .venv, install the job and its test tools, fetch the connector and broker jars
+	$(PY) -m job.deps fetch
 	$(PY) -m job.broker fetch
 
 demo: install ## Start the local broker and the job, score a few dozen tweets live, then stop
 	$(PY) -m job.demo
 
 test: install ## Run the whole test suite (starts its own Kafka broker)
-	$(PY) -m job.broker fetch
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## Run the suite without the slow integration tests

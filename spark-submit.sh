@@ -45,8 +45,12 @@ fi
 cd "$here"
 export SPARK_HOME="$("$python" -m job.deps spark-home)"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
+# Quiet Spark logging from the start (config/spark/log4j2.properties), unless you bring your own conf dir.
+export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$here/config/spark}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
-mapfile -t connector_args < <("$python" -m job.deps submit-args)
+# The connector jars (fetched into .cache/ on the first run, offline afterwards); exits here if that fails.
+submit_lines="$("$python" -m job.deps submit-args)"
+mapfile -t connector_args <<<"$submit_lines"
 
 # The job's code travels as a zip so that a driver on a cluster node can import it as well.
 mkdir -p .cache

@@ -131,129 +131,38 @@ class BrokerConfig:
 
 def java_executable() -> str:
     """`java` for the broker: $JAVA_HOME/bin/java if present (as kafka-run-class.sh does), else PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which("java")
-    if found is None:
-        raise BrokerError(
-            f"java not found on PATH: the Kafka {KAFKA_VERSION} broker needs a Java 17+ runtime. "
-            "Install OpenJDK 17 (Debian/Ubuntu: apt-get install openjdk-17-jre-headless; "
-            "macOS: brew install openjdk@17) or set JAVA_HOME."
-        )
-    return found
+    try:
+        return deps.java_executable()
+    except deps.FetchError as exc:
+        raise BrokerError(str(exc)) from None
 
 
 def kafka_home(cache_dir: Path = deps.CACHE_DIR) -> Path:
     return cache_dir / f"kafka-{KAFKA_VERSION}"
 
 
-def _complete_marker(lib_dir: Path) -> Path:
-    return lib_dir.parent / "lib.complete"
-
-
 def lib_is_complete(lib_dir: Path) -> bool:
     """True when a retrieve finished and every jar it listed in the marker file is still there."""
-    marker = _complete_marker(lib_dir)
-    if not marker.is_file():
-        return False
-    names = marker.read_text().split()
-    return bool(names) and all((lib_dir / name).is_file() for name in names)
-
-
-def _ivy_module_xml() -> str:
-    lines = [
-        '<ivy-module version="2.0">',
-        '  <info organisation="local" module="job-broker-fetch"/>',
-        '  <configurations><conf name="default"/></configurations>',
-        "  <dependencies>",
-        *(
-            f'    <dependency org="{org}" name="{name}" rev="{rev}" conf="default->default"/>'
-            for org, name, rev in KAFKA_ARTIFACTS
-        ),
-        "  </dependencies>",
-        "</ivy-module>",
-    ]
-    return "\n".join(lines) + "\n"
+    return deps.jars_complete(lib_dir)
 
 
 def ivy_failure_summary(output: str) -> str:
     """Turn Ivy's output into 'which artifacts failed, and the first underlying error'."""
-    failed = []
-    for match in re.finditer(r"^\s*:: ([^\s#]+)#([^\s;]+);(\S+?): (.+)$", output, re.MULTILINE):
-        org, name, rev, reason = match.groups()
-        failed.append(f"{org}:{name}:{rev} ({reason.strip()})")
-    for match in re.finditer(r"\[FAILED\s*\]\s+([^\s#]+)#([^\s;]+);([^\s!]+)!(\S+?):? (.*)$", output, re.MULTILINE):
-        org, name, rev, artifact, reason = match.groups()
-        failed.append(f"{org}:{name}:{rev} artifact {artifact} ({reason.strip()})")
-    if not failed:
-        failed = [f"{org}:{name}:{rev}" for org, name, rev in KAFKA_ARTIFACTS]
-    cause = next(
-        (
-            line.strip()
-            for line in output.splitlines()
-            if ("error" in line.lower() or "exception" in line.lower()) and not line.strip().startswith("::")
-        ),
-        "",
-    )
-    summary = "unresolved: " + ", ".join(dict.fromkeys(failed))
-    return summary + (f"; first error: {cause}" if cause else "")
+    return deps.ivy_failure_summary(output, KAFKA_ARTIFACTS)
 
 
 def fetch_kafka(cache_dir: Path = deps.CACHE_DIR, ivy_settings: Path | None = None) -> Path:
-    """Download the Kafka broker and its runtime jars once; return the lib folder.
-
-    Later calls only check the completeness marker, so they work offline. Ivy resolves from Maven
-    Central alone (`deps.ivy_settings()`, same as the Spark connector) unless `ivy_settings` is given.
-    """
-    home = kafka_home(cache_dir)
-    lib_dir = home / "lib"
-    if lib_is_complete(lib_dir):
-        return lib_dir
-    java = java_executable()
+    """Download the Kafka broker and its runtime jars once; return the lib folder (offline afterwards)."""
     try:
-        ivy = deps.ivy_jar()
-    except FileNotFoundError as exc:
+        return deps.fetch_jars(
+            kafka_home(cache_dir),
+            KAFKA_ARTIFACTS,
+            what=f"the Kafka {KAFKA_VERSION} broker jars",
+            ivy_settings_file=ivy_settings,
+            ivy_cache=cache_dir / "ivy",
+        )
+    except (deps.FetchError, FileNotFoundError) as exc:
         raise BrokerError(str(exc)) from exc
-    home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / "fetch.lock"):
-        if lib_is_complete(lib_dir):  # another process fetched while we waited for the lock
-            return lib_dir
-        shutil.rmtree(lib_dir, ignore_errors=True)
-        _complete_marker(lib_dir).unlink(missing_ok=True)
-        module = home / "ivy.xml"
-        module.write_text(_ivy_module_xml())
-        cmd = [
-            java,
-            "-jar",
-            str(ivy),
-            "-settings",
-            str(ivy_settings or deps.ivy_settings()),
-            "-ivy",
-            str(module),
-            "-confs",
-            "default",
-            "-cache",
-            str(cache_dir / "ivy"),
-            "-retrieve",
-            f"{lib_dir}/[artifact]-[revision](-[classifier]).[ext]",
-        ]
-        log.info("Fetching Kafka %s broker jars from Maven Central into %s (first run only)", KAFKA_VERSION, lib_dir)
-        started = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        jars = sorted(p.name for p in lib_dir.glob("*.jar")) if lib_dir.is_dir() else []
-        if proc.returncode != 0 or not jars:
-            raise BrokerError(
-                f"could not fetch the Kafka {KAFKA_VERSION} broker jars ("
-                f"{ivy_failure_summary(proc.stdout + proc.stderr)}). "
-                f"The first run downloads them from Maven Central ({deps.MAVEN_CENTRAL}), which must be reachable; "
-                f"later runs start offline from {home}."
-            )
-        _complete_marker(lib_dir).write_text("\n".join(jars) + "\n")
-        log.info("Fetched %d jars in %.1f s", len(jars), time.monotonic() - started)
-    return lib_dir
 
 
 # --------------------------------------------------------------------------------------------------------

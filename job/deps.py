@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyspark
+
+logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Everything downloaded (Kafka broker jars, Ivy cache for the connector) lives here, git-ignored.
@@ -42,6 +53,8 @@ PROVIDED_BY_PYSPARK = (
     "org.slf4j:slf4j-api",
     "com.google.code.findbugs:jsr305",
     "org.scala-lang.modules:scala-parallel-collections_2.13",
+    "org.scala-lang:scala-library",
+    "org.apache.spark:spark-tags_2.13",
 )
 
 
@@ -55,24 +68,180 @@ def ivy_settings() -> Path:
     return path
 
 
+def connector_home() -> Path:
+    return CACHE_DIR / f"spark-sql-kafka-{SPARK_VERSION}"
+
+
+def connector_jars() -> list[Path]:
+    """The Kafka connector and its own dependencies, fetched once into the cache (offline afterwards)."""
+    group, artifact, version = connector_package().split(":")
+    lib = fetch_jars(
+        connector_home(),
+        [(group, artifact, version)],
+        excludes=PROVIDED_BY_PYSPARK,
+        what=f"the Spark Kafka connector {version}",
+    )
+    return [lib / name for name in _marker(lib).read_text().split()]
+
+
 def spark_package_conf() -> dict[str, str]:
-    """Spark settings that add the Kafka connector, resolved once into the project's cache."""
-    return {
-        "spark.jars.packages": connector_package(),
-        "spark.jars.ivy": str(IVY_DIR),
-        "spark.jars.ivySettings": str(ivy_settings()),
-        # Already in pyspark's own jars/; a second copy on the class path only costs start-up time.
-        "spark.jars.excludes": ",".join(PROVIDED_BY_PYSPARK),
-    }
+    """Spark settings that add the Kafka connector: local jars, so start-up resolves nothing."""
+    return {"spark.jars": ",".join(str(p) for p in connector_jars())}
 
 
 def spark_submit_args() -> list[str]:
     """The spark-submit arguments that add the connector (used by spark-submit.sh)."""
-    conf = spark_package_conf()
-    args = ["--packages", conf.pop("spark.jars.packages")]
-    for key, value in conf.items():
-        args += ["--conf", f"{key}={value}"]
-    return args
+    return ["--jars", spark_package_conf()["spark.jars"]]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Fetching jars from Maven Central with the Ivy that Spark ships
+
+
+class FetchError(RuntimeError):
+    """Jars could not be fetched; the message names the artifacts, the cause and what must be reachable."""
+
+
+def java_executable() -> str:
+    """`java`: $JAVA_HOME/bin/java if present (as Kafka's and Spark's scripts do), else PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("java")
+    if found is None:
+        raise FetchError(
+            "java not found on PATH: Spark 4 and Kafka 4 need a Java 17+ runtime. "
+            "Install OpenJDK 17 (Debian/Ubuntu: apt-get install openjdk-17-jre-headless; "
+            "macOS: brew install openjdk@17) or set JAVA_HOME."
+        )
+    return found
+
+
+def _marker(lib_dir: Path) -> Path:
+    return lib_dir.parent / "lib.complete"
+
+
+def jars_complete(lib_dir: Path) -> bool:
+    """True when a retrieve finished and every jar it listed in the marker file is still there."""
+    marker = _marker(lib_dir)
+    if not marker.is_file():
+        return False
+    names = marker.read_text().split()
+    return bool(names) and all((lib_dir / name).is_file() for name in names)
+
+
+def _ivy_module_xml(artifacts: Sequence[tuple[str, str, str]], excludes: Sequence[str]) -> str:
+    lines = [
+        '<ivy-module version="2.0">',
+        '  <info organisation="local" module="stream-job-fetch"/>',
+        '  <configurations><conf name="default"/></configurations>',
+        "  <dependencies>",
+        *(
+            f'    <dependency org="{org}" name="{name}" rev="{rev}" conf="default->default"/>'
+            for org, name, rev in artifacts
+        ),
+        *(
+            f'    <exclude org="{org}" module="{name}"/>'
+            for org, name in (coordinates.split(":") for coordinates in excludes)
+        ),
+        "  </dependencies>",
+        "</ivy-module>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ivy_failure_summary(output: str, artifacts: Sequence[tuple[str, str, str]]) -> str:
+    """Turn Ivy's output into 'which artifacts failed, and the first underlying error'."""
+    failed = []
+    for match in re.finditer(r"^\s*:: ([^\s#]+)#([^\s;]+);(\S+?): (.+)$", output, re.MULTILINE):
+        org, name, rev, reason = match.groups()
+        failed.append(f"{org}:{name}:{rev} ({reason.strip()})")
+    for match in re.finditer(r"\[FAILED\s*\]\s+([^\s#]+)#([^\s;]+);([^\s!]+)!(\S+?):? (.*)$", output, re.MULTILINE):
+        org, name, rev, artifact, reason = match.groups()
+        failed.append(f"{org}:{name}:{rev} artifact {artifact} ({reason.strip()})")
+    if not failed:
+        failed = [f"{org}:{name}:{rev}" for org, name, rev in artifacts]
+    cause = next(
+        (
+            line.strip()
+            for line in output.splitlines()
+            if ("error" in line.lower() or "exception" in line.lower()) and not line.strip().startswith("::")
+        ),
+        "",
+    )
+    summary = "unresolved: " + ", ".join(dict.fromkeys(failed))
+    return summary + (f"; first error: {cause}" if cause else "")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise fetches across processes (pytest workers, a second terminal)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fetch_jars(
+    home: Path,
+    artifacts: Sequence[tuple[str, str, str]],
+    *,
+    what: str,
+    excludes: Sequence[str] = (),
+    ivy_settings_file: Path | None = None,
+    ivy_cache: Path | None = None,
+) -> Path:
+    """Download artifacts and their runtime dependencies once into `home/lib`; return that folder.
+
+    Later calls only check the completeness marker, so they work offline. Ivy resolves from Maven
+    Central alone (`ivy_settings()`) unless another settings file is given.
+    """
+    lib_dir = home / "lib"
+    if jars_complete(lib_dir):
+        return lib_dir
+    java = java_executable()
+    ivy = ivy_jar()
+    home.mkdir(parents=True, exist_ok=True)
+    with _locked(home / "fetch.lock"):
+        if jars_complete(lib_dir):  # another process fetched while we waited for the lock
+            return lib_dir
+        shutil.rmtree(lib_dir, ignore_errors=True)
+        _marker(lib_dir).unlink(missing_ok=True)
+        module = home / "ivy.xml"
+        module.write_text(_ivy_module_xml(artifacts, excludes))
+        cmd = [
+            java,
+            "-jar",
+            str(ivy),
+            "-settings",
+            str(ivy_settings_file or ivy_settings()),
+            "-ivy",
+            str(module),
+            "-confs",
+            "default",
+            "-cache",
+            str(ivy_cache or IVY_DIR),
+            "-retrieve",
+            f"{lib_dir}/[artifact]-[revision](-[classifier]).[ext]",
+        ]
+        logger.info("Fetching %s from Maven Central into %s (first run only)", what, lib_dir)
+        started = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        jars = sorted(p.name for p in lib_dir.glob("*.jar")) if lib_dir.is_dir() else []
+        if proc.returncode != 0 or not jars:
+            raise FetchError(
+                f"could not fetch {what} ({ivy_failure_summary(proc.stdout + proc.stderr, artifacts)}). "
+                f"The first run downloads them from Maven Central ({MAVEN_CENTRAL}), which must be reachable; "
+                f"later runs start offline from {home}."
+            )
+        _marker(lib_dir).write_text("\n".join(jars) + "\n")
+        logger.info("Fetched %d jars in %.1f s", len(jars), time.monotonic() - started)
+    return lib_dir
 
 
 def spark_home() -> Path:
@@ -81,7 +250,7 @@ def spark_home() -> Path:
 
 
 def ivy_jar() -> Path:
-    """Spark ships Apache Ivy; we reuse it to fetch the Kafka broker jars without extra tools."""
+    """Spark ships Apache Ivy; we reuse it to fetch jars (connector, Kafka broker) without extra tools."""
     jars = sorted((spark_home() / "jars").glob("ivy-*.jar"))
     if not jars:
         raise FileNotFoundError(f"no ivy-*.jar in {spark_home() / 'jars'}; is pyspark installed correctly?")
@@ -89,7 +258,6 @@ def ivy_jar() -> Path:
 
 
 if __name__ == "__main__":
-    import sys
 
     what = sys.argv[1] if len(sys.argv) > 1 else "connector"
     commands = {
@@ -98,5 +266,10 @@ if __name__ == "__main__":
         "ivy-dir": lambda: IVY_DIR,
         "ivy-settings": ivy_settings,
         "submit-args": lambda: "\n".join(spark_submit_args()),
+        "fetch": lambda: f"Spark Kafka connector jars in {connector_jars()[0].parent}",
     }
-    print(commands[what]())
+    try:
+        print(commands[what]())
+    except (FetchError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -225,7 +225,8 @@ def test_validate_prints_the_resolved_deployment_and_fails_on_a_bad_model(kafka_
         timeout=300,
     )
     assert bad.returncode == 1
-    assert str(tmp_path / "nope") in bad.stderr
+    # spark-submit merges the Python driver's stderr into its stdout.
+    assert f"error: model location {tmp_path / 'nope'}" in bad.stdout + bad.stderr
 
 
 def test_prometheus_endpoint_shows_the_query_rates(kafka_bootstrap: str, tmp_path: Path) -> None:
