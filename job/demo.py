@@ -14,7 +14,7 @@ from typing import Any
 from job.broker import BrokerConfig, LocalBroker
 from job.deps import PROJECT_ROOT
 from job.spec import DeploymentSpec, load_spec
-from job.status import StateStore
+from job.status import StateStore, now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for the job and the results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # the demo's own clients; their warnings are noise here
     spec = load_spec([args.spec])
     assert spec.state_location is not None, "the demo spec needs a state_location to watch the job"
     state_dir = Path(spec.state_location)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = state_dir.parent / "demo-job.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     store = StateStore(str(state_dir))
-    previous_batch = ((store.read_status() or {}).get("progress") or {}).get("batch_id")
+    launched_at = now_iso()
     print(f"3/5 starting the job: ./spark-submit.sh --master 'local[2]' run --spec {args.spec}  (log: {log_path})")
     with log_path.open("wb") as log:
         job = subprocess.Popen(
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_running(store, job, previous_batch, args.timeout, log_path)
+        wait_until_running(store, job, launched_at, args.timeout, log_path)
         first_id = int(time.time()) % 1_000_000 * 100
         start = end_offsets(spec)
         sent, bad = send_tweets(spec, first_id)
@@ -104,17 +105,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def wait_until_running(
-    store: StateStore, job: subprocess.Popen[bytes], previous_batch: int | None, timeout_s: float, log: Path
+    store: StateStore, job: subprocess.Popen[bytes], launched_at: str, timeout_s: float, log: Path
 ) -> None:
-    """Wait for a first micro-batch of this run, so that 'latest' offsets are pinned before we send."""
+    """Wait for a trigger of this run (a batch or an idle one), so 'latest' offsets are pinned before we send."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if job.poll() is not None:
             tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
             raise SystemExit("the job exited early:\n" + "\n".join(tail))
         status = store.read_status() or {}
-        progress = status.get("progress") or {}
-        if status.get("state") == "RUNNING" and progress.get("batch_id") not in (None, previous_batch):
+        if status.get("state") == "RUNNING" and (status.get("heartbeat_at") or "") > launched_at:
             return
         time.sleep(0.5)
     raise SystemExit(f"the job did not start within {timeout_s:.0f}s; see {log}")

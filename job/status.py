@@ -5,6 +5,7 @@ Schema of `status.json` (version 1), documented in the README:
   started_at, pid, host, query_id, run_id, model {name, version},
   progress {batch_id, timestamp, input_rows, input_rows_per_second, processed_rows_per_second,
             batch_duration_ms, scored, dead_lettered, offsets_behind_latest},
+  heartbeat_at (the last micro-batch or idle trigger),
   totals {records_in, records_scored, records_dead_lettered},
   last_error
 It never holds a password, API key or JAAS line: errors pass through `credentials.scrub` first.
@@ -182,6 +183,7 @@ class StatusTracker:
             "run_id": None,
             "model": None,
             "progress": None,
+            "heartbeat_at": None,
             "totals": {
                 "records_in": int(totals.get("records_in", 0)),
                 "records_scored": int(totals.get("records_scored", 0)),
@@ -242,8 +244,16 @@ class StatusTracker:
             self._since_log[key] += value
         if self.status["state"] == INITIALIZING:
             self.status["state"] = RUNNING
+        self.status["heartbeat_at"] = now_iso()
         self._save()
         self._maybe_log(progress, lag)
+
+    def idle(self) -> None:
+        """A trigger found no new data: the query is alive and its offsets are resolved."""
+        if self.status["state"] == INITIALIZING:
+            self.status["state"] = RUNNING
+        self.status["heartbeat_at"] = now_iso()
+        self._save()
 
     def _maybe_log(self, progress: dict[str, Any], lag: int | None) -> None:
         now = self._clock()
@@ -318,7 +328,8 @@ class StatusListener(StreamingQueryListener):
             self.tracker.progress(json.loads(event.progress.json))
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-        pass
+        if str(event.id) == self.tracker.status.get("query_id"):
+            self.tracker.idle()
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
         # The run loop decides between STOPPED and FAILED; a failure is recorded here as it happens.
