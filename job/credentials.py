@@ -130,10 +130,12 @@ def source_options(spec: DeploymentSpec) -> dict[str, str]:
         **kafka_client_options(spec.source.connection),
         "subscribe": spec.source.topic,
         "startingOffsets": opts.starting_offsets,
-        "maxOffsetsPerTrigger": str(opts.max_offsets_per_trigger),
         "failOnDataLoss": "true" if opts.fail_on_data_loss else "false",
         **opts.kafka,
     }
+    if opts.trigger.kind != "real_time":
+        # Spark: "maxOffsetsPerTrigger is not compatible with real time mode".
+        options["maxOffsetsPerTrigger"] = str(opts.max_offsets_per_trigger)
     if opts.min_partitions is not None:
         options["minPartitions"] = str(opts.min_partitions)
     return options

@@ -315,4 +315,30 @@ def load_model(spark: SparkSession, location: str, available_columns: Sequence[s
         [type(s).__name__ for s in pipeline.stages],
         list(metadata.label_values),
     )
-    return model
+    return LoadedModel(pipeline=with_dense_coefficients(spark, pipeline), metadata=metadata, location=location)
+
+
+def with_dense_coefficients(spark: SparkSession, pipeline: PipelineModel) -> PipelineModel:
+    """The same pipeline with each LogisticRegressionModel's coefficients stored dense.
+
+    A saved model with L1 regularisation keeps its coefficients sparse, and Spark's margin for a sparse
+    row against sparse coefficients walks every non-zero weight up to the row's largest index: thousands
+    of steps for a dozen words. Against dense coefficients it is one multiply-add per word, summed in the
+    same order, so predictions and probabilities stay bit-identical (tests/unit/test_model.py checks).
+    The cost is numFeatures doubles (2 MiB for 2^18), once per query.
+    """
+    from pyspark.ml.classification import LogisticRegressionModel
+
+    stages = []
+    for stage in pipeline.stages:
+        if isinstance(stage, LogisticRegressionModel):
+            java = stage._java_obj
+            matrix = java.coefficientMatrix()
+            dense = spark._jvm.org.apache.spark.ml.classification.LogisticRegressionModel(
+                java.uid(), matrix.toDense(), java.interceptVector(), java.numClasses(), matrix.numRows() > 1
+            )
+            # copy(extra) keeps the new coefficients and takes every param (threshold, columns) from the original.
+            stage = LogisticRegressionModel(dense.copy(java.extractParamMap()))
+            stage._transfer_params_from_java()  # so the Python side reports the same params
+        stages.append(stage)
+    return PipelineModel(stages)

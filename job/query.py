@@ -109,8 +109,14 @@ def start_query(
     else:
         writer = records.writeStream.foreachBatch(_two_cluster_writer(spec, sink_extra))
     writer = _with_trigger(writer, spec.options.trigger)
+    # Real-time mode refuses Append (STREAMING_REAL_TIME_MODE.OUTPUT_MODE_NOT_SUPPORTED); for this stateless
+    # query Update writes exactly the same rows.
+    output_mode = "update" if spec.options.trigger.kind == "real_time" else "append"
     query = (
-        writer.queryName(spec.name).option("checkpointLocation", spec.checkpoint_location).outputMode("append").start()
+        writer.queryName(spec.name)
+        .option("checkpointLocation", spec.checkpoint_location)
+        .outputMode(output_mode)
+        .start()
     )
     logger.info(
         "Deployment %r started: query id %s, run id %s, %s -> %s (dead letters -> %s)",

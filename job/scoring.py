@@ -61,6 +61,22 @@ _TYPE_WORDS = {"integer": "an integer", "long": "an integer", "string": "a strin
 
 OUTPUT_COLUMNS = (TOPIC, KEY, VALUE)
 
+# Intermediate columns of `parse_messages`.
+_RAW_TEXT = "_raw_text"
+_JSON = "_json"
+
+
+def _node(field: InputField) -> str:
+    return f"_node_{field.name}"
+
+
+def _json_type(field: InputField) -> str:
+    return f"_json_type_{field.name}"
+
+
+def _typed(field: InputField) -> str:
+    return f"_typed_{field.name}"
+
 
 @dataclass(frozen=True)
 class InputField:
@@ -96,9 +112,25 @@ def parse_messages(
         raise ValueError(f"input schema must have '{ID_FIELD}' and '{TEXT_FIELD}' fields, got {names}")
 
     def transform(df: DataFrame) -> DataFrame:
+        kafka_columns = [KEY, VALUE, TOPIC, PARTITION, OFFSET, TIMESTAMP]
+        # Each step is its own select, so the parsed JSON and each field's node are computed once per row
+        # and then referenced; written as one expression, Spark would inline the parse into every check.
+        parsed_json = df.select(
+            *kafka_columns,
+            F.col(VALUE).cast("string").alias(_RAW_TEXT),
+            F.try_parse_json(F.col(VALUE).cast("string")).alias(_JSON),
+        )
+        nodes = parsed_json.select(
+            "*", *[F.try_variant_get(_JSON, f"$.{f.name}", "variant").alias(_node(f)) for f in fields]
+        )
+        typed = nodes.select(
+            "*",
+            *[F.schema_of_variant(_node(f)).alias(_json_type(f)) for f in fields],
+            *[F.try_variant_get(_node(f), "$", f.type).alias(_typed(f)) for f in fields],
+        )
+
         raw = F.col(VALUE)
-        text_value = raw.cast("string")
-        variant = F.try_parse_json(text_value)
+        text_value = F.col(_RAW_TEXT)
         checks: list[tuple[Column, str, Column]] = [
             (raw.isNull(), TOMBSTONE, F.lit("the message has no value (a tombstone)")),
             (
@@ -107,21 +139,17 @@ def parse_messages(
                 F.format_string(f"the value is %d bytes, over the limit of {max_message_bytes}", F.octet_length(raw)),
             ),
             (~F.is_valid_utf8(text_value), INVALID_UTF8, F.lit("the value is not valid UTF-8")),
-            (variant.isNull(), NOT_JSON, F.lit("the value is not valid JSON")),
+            (F.col(_JSON).isNull(), NOT_JSON, F.lit("the value is not valid JSON")),
             # Valid JSON that starts with '{' is an object; cheaper than asking for the variant's schema.
             (~F.ltrim(text_value).startswith("{"), NOT_AN_OBJECT, F.lit("the JSON value is not an object")),
         ]
-        parsed: dict[str, Column] = {}
         for field in fields:
-            node = F.try_variant_get(variant, f"$.{field.name}", "variant")
-            json_type = F.schema_of_variant(node)
-            typed = F.try_variant_get(variant, f"$.{field.name}", field.type)
-            parsed[field.name] = typed
+            json_type = F.col(_json_type(field))
             checks += [
-                (node.isNull(), MISSING_FIELD, F.lit(f"field '{field.name}' is missing")),
+                (F.col(_node(field)).isNull(), MISSING_FIELD, F.lit(f"field '{field.name}' is missing")),
                 (json_type == "VOID", NULL_FIELD, F.lit(f"field '{field.name}' is null")),
                 (
-                    ~json_type.isin(*_JSON_TYPES[field.type]) | typed.isNull(),
+                    ~json_type.isin(*_JSON_TYPES[field.type]) | F.col(_typed(field)).isNull(),
                     WRONG_TYPE,
                     F.format_string(
                         f"field '{field.name}' must be {_TYPE_WORDS[field.type]}"
@@ -131,7 +159,7 @@ def parse_messages(
                     ),
                 ),
             ]
-        text = parsed[TEXT_FIELD]
+        text = F.col(_typed(InputField(TEXT_FIELD, "string")))
         checks += [
             (
                 F.char_length(text) > max_text_length,
@@ -148,17 +176,13 @@ def parse_messages(
         for condition, error, sentence in reversed(checks):
             code = F.when(condition, F.lit(error)).otherwise(code)
             reason = F.when(condition, sentence).otherwise(reason)
-        valid = code.isNull()
-        return df.select(
-            KEY,
-            VALUE,
-            TOPIC,
-            PARTITION,
-            OFFSET,
-            TIMESTAMP,
-            *[F.when(valid, parsed[f.name]).alias(f.name) for f in fields],
-            code.alias(ERROR_CODE),
-            reason.alias(ERROR_REASON),
+        with_errors = typed.select("*", code.alias(ERROR_CODE))
+        valid = F.col(ERROR_CODE).isNull()
+        return with_errors.select(
+            *kafka_columns,
+            *[F.when(valid, F.col(_typed(f))).alias(f.name) for f in fields],
+            ERROR_CODE,
+            F.when(~valid, reason).alias(ERROR_REASON),
         )
 
     return transform
@@ -206,7 +230,9 @@ def to_kafka_records(
     """Shape each row as a Kafka record (topic, key, value) for the output or the dead-letter topic."""
 
     def transform(df: DataFrame) -> DataFrame:
-        now = F.current_timestamp()
+        # Formatted here rather than by to_json: the same text, but a timestamp constant would be baked into
+        # the generated code of each micro-batch and force Spark to recompile it every batch.
+        now = F.date_format(F.current_timestamp(), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
         scored_value = F.to_json(
             F.struct(
                 F.col(ID_FIELD).alias("id"),

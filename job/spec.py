@@ -414,8 +414,15 @@ def _options(node: _Node | None) -> Options:
             if key in CONNECTION_OWNED_KAFKA_OPTIONS:
                 raise SpecError(kafka_node.path(key), "a setting the connection owns", "it in the connection")
             kafka[key] = kafka_node.scalar_text(key)
+    trigger = _trigger(node)
+    if trigger.kind == "real_time" and node.has("max_offsets_per_trigger"):
+        raise SpecError(
+            node.path("max_offsets_per_trigger"),
+            "a cap with a real_time trigger",
+            "no cap: Spark's real-time mode reads all available offsets",
+        )
     return Options(
-        trigger=_trigger(node),
+        trigger=trigger,
         starting_offsets=starting,
         max_offsets_per_trigger=node.optional_int("max_offsets_per_trigger", DEFAULT_MAX_OFFSETS_PER_TRIGGER),
         min_partitions=node.optional_int("min_partitions", None),

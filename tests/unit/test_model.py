@@ -336,3 +336,24 @@ def test_refuses_label_values_not_matching_the_classes(
         f"model location {location}: model.json lists 3 label_values ['NEG', 'NEUTRAL', 'POS'] "
         "but the classifier predicts 2 classes"
     )
+
+
+def test_loaded_model_has_dense_coefficients_and_bit_identical_scores(spark: SparkSession) -> None:
+    from tests.integration.messages import GOOD_TEXTS
+
+    loaded = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+    as_saved = PipelineModel.load(str(SHIPPED_MODEL))
+    assert loaded.pipeline.stages[-1].coefficients.toArray().tolist() == (
+        as_saved.stages[-1].coefficients.toArray().tolist()
+    )
+    assert type(loaded.pipeline.stages[-1].coefficients).__name__ == "DenseVector"
+    assert type(as_saved.stages[-1].coefficients).__name__ == "SparseVector"
+    texts = [*GOOD_TEXTS, "", "🎉🎉 émoji ünïcode", "a " * 300, "NOT not n't can't won't !!! ???"]
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, text string")
+
+    def scores(pipeline: PipelineModel) -> list[tuple[Any, ...]]:
+        out = pipeline.transform(df).select("id", "prediction", vector_to_array("probability").alias("p"))
+        return [(r.id, r.prediction, r.p) for r in out.orderBy("id").collect()]
+
+    assert scores(loaded.pipeline) == scores(as_saved)  # exact equality, not approximate
+    assert loaded.pipeline.stages[-1].getThreshold() == as_saved.stages[-1].getThreshold()

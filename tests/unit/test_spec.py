@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from job.credentials import Secret
+from job.credentials import Secret, source_options
 from job.spec import (
     Connection,
     DeploymentSpec,
@@ -165,7 +165,7 @@ def test_explicit_protocol_mechanism_and_ca() -> None:
 def test_options_are_parsed() -> None:
     doc = local_spec(
         options={
-            "trigger": {"real_time": "5 seconds"},
+            "trigger": {"processing_time": "5 seconds"},
             "starting_offsets": "earliest",
             "max_offsets_per_trigger": 1000,
             "min_partitions": 4,
@@ -176,7 +176,7 @@ def test_options_are_parsed() -> None:
         }
     )
     assert parse_spec(doc).options == Options(
-        trigger=Trigger("real_time", "5 seconds"),
+        trigger=Trigger("processing_time", "5 seconds"),
         starting_offsets="earliest",
         max_offsets_per_trigger=1000,
         min_partitions=4,
@@ -438,3 +438,16 @@ def test_spark_section_sets_log_level_and_prometheus() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(local_spec(spark={"prometheus": "yes"}))
     assert str(err.value) == "spec field 'spark.prometheus': found 'yes' (str), expected true or false"
+
+
+def test_real_time_trigger_takes_no_offset_cap() -> None:
+    spec = parse_spec(local_spec(options={"trigger": {"real_time": "5 seconds"}}))
+    assert spec.options.trigger == Trigger("real_time", "5 seconds")
+    assert "maxOffsetsPerTrigger" not in source_options(spec)
+    assert source_options(parse_spec(local_spec()))["maxOffsetsPerTrigger"] == "50000"
+    with pytest.raises(SpecError) as err:
+        parse_spec(local_spec(options={"trigger": {"real_time": "5 seconds"}, "max_offsets_per_trigger": 10}))
+    assert str(err.value) == (
+        "spec field 'options.max_offsets_per_trigger': found a cap with a real_time trigger, "
+        "expected no cap: Spark's real-time mode reads all available offsets"
+    )
