@@ -1,0 +1,1 @@
+"""Benchmarks of the stream deployment (`make bench`): throughput, latency, static scoring and start-up."""

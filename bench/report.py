@@ -1,0 +1,505 @@
+"""Write the results: `results.json` (everything), `results.md` (tables and findings) and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+THROUGHPUT_ORDER = ("job", "io_ceiling", "baseline", "job_dense_lr")
+LABELS = {
+    "job": "job as shipped",
+    "io_ceiling": "job without model (I/O ceiling)",
+    "baseline": "kafka-python + NumPy baseline",
+    "job_dense_lr": "job, dense LR coefficients",
+}
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and np.isnan(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def write_json(results: Mapping[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def link_latest(results_root: Path, run_dir: Path) -> None:
+    """`results/latest` -> this run's folder (a relative symlink, replaced atomically)."""
+    link = results_root / "latest"
+    tmp = results_root / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+# ------------------------------------------------------------------------------------------- markdown
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    lines: list[str] = [f"# Benchmark results, {results['started_at']}", ""]
+    env = results.get("environment", {})
+    params = results.get("parameters", {})
+    model = results.get("model", {})
+    described = (
+        f" ({model['name']} {model['version']}, stages {', '.join(model.get('stages', []))})" if "name" in model else ""
+    )
+    lines += [
+        f"Machine: {env.get('cpus')} CPUs, {env.get('memory_gib')} GiB; load average "
+        f"{env.get('load_average_start')} at the start, {env.get('load_average_end')} at the end. "
+        f"Python {env.get('python')}, pyspark {env.get('pyspark')}, {env.get('java')}, Kafka {env.get('kafka')} "
+        f"(the project's local broker, on this machine). Commit {env.get('git_commit')}.",
+        "",
+        f"Model: `{model.get('location')}`{described}. Tweets: {results.get('tweets')}.",
+        "",
+        "Parameters: " + ", ".join(f"`{k}={v}`" for k, v in params.items()) + f". Run took {results.get('seconds')} s.",
+        "",
+    ]
+    if "throughput" in results:
+        lines += _throughput_md(results["throughput"], params)
+    if "latency" in results:
+        lines += _latency_md(results["latency"])
+    if "static" in results:
+        lines += _static_md(results["static"])
+    if "startup" in results:
+        lines += _startup_md(results["startup"])
+    if results.get("errors"):
+        lines += ["## Sections that failed", ""]
+        lines += [f"- **{k}**: `{v}`" for k, v in results["errors"].items()]
+        lines.append("")
+    if results.get("plots"):
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]] + [""]
+    return "\n".join(lines)
+
+
+def _throughput_md(t: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    summary = t.get("summary", {})
+    lines = [
+        f"## Throughput: a backlog of {params.get('messages'):,} messages in {params.get('partitions')} partitions",
+        "",
+        (
+            f"Medians of {params.get('repeats')} runs, interleaved. "
+            if params.get("repeats", 1) > 1
+            else "One run each. "
+        )
+        + "Clock: from starting the query (or the baseline's "
+        "worker processes) until the output topic holds every message. CPU is the JVM's user+system time "
+        "(the Python driver is idle during a query) or the baseline workers' own (from `wait4`); peak RSS is "
+        "the JVM's, sampled every 50 ms, or the sum of the workers' peaks. The broker's CPU is apart.",
+        "",
+        "| run | msgs/s | ratio to job | seconds | first record after s | msgs/s from first record | CPU s | "
+        "CPU µs/msg | peak RSS MB | broker CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in THROUGHPUT_ORDER:
+        if name in summary:
+            s = summary[name]
+            lines.append(
+                f"| {LABELS[name]} | {_num(s['median_msgs_per_s'])} | {_num(s['ratio_to_job'], 2)} | "
+                f"{_num(s['median_seconds'], 1)} | {_num(s.get('median_seconds_to_first_record'), 1)} | "
+                f"{_num(s.get('median_steady_msgs_per_s'))} | {_num(s['median_cpu_s'], 1)} | "
+                f"{_num(s['cpu_us_per_msg'], 1)} | "
+                f"{_num(s['max_peak_rss_mb'])} | {_num(s['median_broker_cpu_s'], 1)} |"
+            )
+    lines.append("")
+    lines += [f"- **{LABELS[n]}**: {summary[n]['description']}." for n in THROUGHPUT_ORDER if n in summary]
+    fill = t.get("fill")
+    if fill:
+        lines.append(
+            f"- Filling the input topic (not part of the figures): {fill['messages']:,} messages in "
+            f"{fill['seconds']} s ({_num(fill['messages_per_s'])} msgs/s) with a Spark batch write "
+            f"(`df.write.format('kafka')`); for comparison kafka-python produced "
+            f"{_num(t.get('kafka_python_produce_msgs_per_s'))} msgs/s."
+        )
+    trigger = t.get("trigger")
+    if trigger:
+        lines.append(f"- Spark runs: {trigger}.")
+    baseline = summary.get("baseline")
+    if baseline and t.get("runs", {}).get("baseline"):
+        steps = t["runs"]["baseline"][0].get("worker_seconds", {})
+        lines.append(
+            "- Where the baseline's time goes (first run, seconds summed over workers): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
+            + "."
+        )
+    agreement = t.get("agreement")
+    if agreement:
+        a = agreement.get("baseline_vs_job", {})
+        lines.append(
+            f"- Fairness check on {a.get('sample')} tweets sent through both (incl. emoji and odd whitespace): "
+            f"{'**agree**' if a.get('agree') else '**DISAGREE**'}: {a.get('label_mismatches')} label and "
+            f"{a.get('prediction_mismatches')} prediction mismatches, largest probability difference "
+            f"{a.get('max_abs_probability_diff'):.3g} ({a.get('probabilities_bit_identical')} of "
+            f"{a.get('compared')} bit-identical), {a.get('missing_from_job')} / {a.get('missing_from_baseline')} "
+            "missing from job / baseline."
+        )
+        d = agreement.get("dense_vs_job")
+        if d:
+            lines.append(
+                f"- The dense-coefficient job against the job on the same sample: "
+                f"{d.get('label_mismatches')} label mismatches, largest probability difference "
+                f"{d.get('max_abs_probability_diff'):.3g} ({d.get('probabilities_bit_identical')} of "
+                f"{d.get('compared')} bit-identical)."
+            )
+    lines.append("")
+    return lines
+
+
+def _latency_md(lat: Mapping[str, Any]) -> list[str]:
+    lines = [
+        "## Latency at a steady rate",
+        "",
+        "From the producer's send call to the consumer's poll returning the scored record, per message "
+        "(CLOCK_MONOTONIC in one driver process); messages sent during the warm-up are not counted. "
+        "Compilations: Janino compilations of generated code during the run (Spark's CodegenMetrics).",
+        "",
+        "| mode | query | rate sent | p50 ms | p95 ms | p99 ms | max ms | measured | missing | batches | "
+        "median batch ms | compilations |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in ("micro_batch", "real_time"):
+        m = lat.get(mode)
+        if not m or "p50_ms" not in m:
+            continue
+        lines.append(
+            f"| {m.get('trigger')} | {m.get('query')} | {_num(m.get('achieved_rate'))}/s | {_num(m['p50_ms'], 1)} | "
+            f"{_num(m['p95_ms'], 1)} | {_num(m['p99_ms'], 1)} | {_num(m['max_ms'], 1)} | {m['measured']:,} | "
+            f"{m['missing']:,} | {m.get('batches')} | {_num(m.get('median_batch_ms'))} | "
+            f"{m.get('codegen', {}).get('compilations', '-')} |"
+        )
+    lines += [f"- {m.get('trigger')}: failed: `{m['error']}`" for m in lat.values() if m.get("error")]
+    lines.append("")
+    micro = lat.get("micro_batch", {})
+    if micro.get("p50_ms") is not None:
+        lines += [explain_micro_batch(micro), ""]
+    rt = lat.get("real_time", {})
+    attempts = rt.get("attempts", [])
+    if attempts:
+        lines += ["Real-time mode (`trigger(realTime=...)`), in order tried:", ""]
+        for a in attempts:
+            outcome = "**runs**" if a.get("error") is None else f"refused: `{a['error']}`"
+            lines.append(f"- {a['variant']}: {outcome}")
+        lines.append("")
+    if rt.get("finding"):
+        lines += [rt["finding"], ""]
+    return lines
+
+
+def explain_micro_batch(m: Mapping[str, Any]) -> str:
+    """Where a micro-batch's time goes, from the query's progress reports and the codegen counters."""
+    parts = m.get("median_duration_ms", {})
+    batches = max(m.get("batches") or 0, 1)
+    compiled = m.get("codegen", {})
+    per_batch = compiled.get("compilations", 0) / batches
+    text = (
+        f"Micro-batch: a median batch of {_num(m.get('median_rows_per_batch'))} rows took "
+        f"{_num(m.get('median_batch_ms'))} ms (addBatch {_num(parts.get('addBatch'))} ms, queryPlanning "
+        f"{_num(parts.get('queryPlanning'))} ms, offset log {_num(parts.get('walCommit'))} ms, commit log "
+        f"{_num(parts.get('commitOffsets'))} ms), and a message waits on average for half a batch before its "
+        "batch starts, plus its own batch."
+    )
+    if per_batch >= 0.9:
+        text += (
+            f" Spark compiled generated code {compiled.get('compilations')} times in {batches} batches "
+            f"({per_batch:.1f} per batch, recently {_num(compiled.get('recent_mean_compile_ms'))} ms each): the "
+            "output records' `scoredAt`/`rejectedAt` come from `current_timestamp()`, which the streaming engine "
+            "replaces by a literal of the batch's timestamp, and a timestamp literal is written into the "
+            "generated Java source; the source differs every batch, so Spark's code cache misses and the whole "
+            "stage (parsing, scoring, shaping) is compiled again. Job change (job/scoring.py "
+            "`to_kafka_records`): format the time as a string, `F.date_format(F.current_timestamp(), "
+            "\"yyyy-MM-dd'T'HH:mm:ss.SSSXXX\")`, the same text `to_json` writes; the optimizer folds it to a "
+            "string literal, which generated code references instead of inlining (checked on a batch query: "
+            "2 compilations per run before, none after)."
+        )
+    return text
+
+
+def _static_md(s: Mapping[str, Any]) -> list[str]:
+    rows = s["rows"]
+    lines = [
+        f"## Static scoring: `PipelineModel.transform` on {rows:,} cached tweets",
+        "",
+        f"The whole pipeline (prediction and probability): **{_num(s['pipeline']['rows_per_s'])} rows/s**; "
+        f"with the LogisticRegression coefficients made dense: **{_num(s['pipeline_dense_lr']['rows_per_s'])} "
+        "rows/s**. Each figure is a write of the columns under test to Spark's `noop` sink (every row "
+        "computed, nothing pruned, nothing stored), after a warm-up.",
+        "",
+        "Breakdown by stage (pipeline prefixes timed on the same cached input, then differenced):",
+        "",
+        "| stage | seconds | µs/row | share |",
+        "|---|---:|---:|---:|",
+    ]
+    for b in s["breakdown"]:
+        lines.append(f"| {b['stage']} | {b['seconds']:.2f} | {b['us_per_row']:.1f} | {b['share']:.0%} |")
+    if any(b["seconds"] <= 0 for b in s["breakdown"]):
+        lines += ["", "A stage shows no time or less: the prefixes were too short to difference; use more rows."]
+    lines += [
+        "",
+        f"Each part alone, on a cached copy of its input ({s['investigation_rows']:,} rows):",
+        "",
+        "| what | rows/s | compilations |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {k} | {_num(v['rows_per_s'])} | {v.get('codegen_compilations', '-')} |" for k, v in s["alone"].items()
+    ]
+    lines += ["", "### Where the time goes", "", explain_static(s), ""]
+    return lines
+
+
+def explain_static(s: Mapping[str, Any]) -> str:
+    """The findings, in words, with this run's figures (the wording follows what was measured)."""
+    from bench import static as st
+
+    facts = s["lr_model"]
+    alone = {k: v["rows_per_s"] for k, v in s["alone"].items()}
+    breakdown = s["breakdown"]
+    top = max(breakdown, key=lambda b: b["seconds"])
+    lr = next((b for b in breakdown if b["stage"] == "LogisticRegressionModel"), None)
+    sparse, dense = alone[st.LR_SPARSE], alone[st.LR_DENSE]
+    solo = ", ".join(f"{k} {_num(alone[k])} rows/s" for k in (st.TOKENIZER_ALONE, st.HASHING_ALONE, st.LR_SPARSE))
+    paragraphs = [
+        f"**Stages.** With this model the largest stage is {top['stage']} ({top['share']:.0%} of the pipeline's "
+        f"time, {top['us_per_row']:.1f} µs per row on 2 cores)"
+        + (f"; LogisticRegression takes {lr['share']:.0%}." if lr and lr is not top else ".")
+        + f" Alone on cached input: {solo}."
+    ]
+    lr_text = [
+        "**LogisticRegression.** Its cost comes from how the model stores its coefficients.",
+        "`LogisticRegression.fit` compresses the coefficient matrix, and the compressed form of "
+        f"{facts['nonzero_coefficients']:,} non-zero weights in {facts['num_features']:,} hash buckets is a "
+        f"`{facts['coefficient_storage']}` (saving and loading keep it).",
+        "Each row's margin is `BLAS.dot(features, coefficients)`; with both vectors sparse, Spark runs a merge "
+        "loop that walks the coefficients' indices up to the row's largest feature index.",
+        f"A tweet has {facts['mean_features_per_row']} features on average, spread over the whole hash space, "
+        f"so the loop takes {facts['mean_sparse_dot_steps_per_row']:,.0f} steps per row (counted on "
+        f"{facts['sample_rows']:,} tweets) where a dense coefficient array needs "
+        f"{facts['mean_dense_dot_steps_per_row']} multiply-adds: the work grows with the number of non-zero "
+        "weights, so a model with more of them (less L1 regularization, or a larger vocabulary) is slower.",
+        f"On cached features the LR stage as loaded runs at {_num(sparse)} rows/s, and at {_num(dense)} rows/s "
+        f"with the same coefficients stored dense ({dense / sparse:.1f} times).",
+        f"Asking only for the prediction (no rawPrediction or probability column) gives "
+        f"{_num(alone[st.LR_PREDICTION_ONLY])} rows/s"
+        + (
+            ": the per-row UDFs, the vector-to-probability conversion and `vector_to_array` are not where the "
+            "LR time goes."
+            if alone[st.LR_PREDICTION_ONLY] < 1.5 * sparse
+            else ", so the extra output columns cost a part of it too."
+        ),
+        "The dense model gives the same predictions and probabilities to the bit: the dense dot adds the same "
+        "products in the same order (the fairness check under Throughput compares them record by record).",
+        "Job change: when loading the model (job/model.py), replace the LogisticRegressionModel by one whose "
+        "coefficient matrix is `coefficientMatrix.toDense` (as `bench.static.densify_logistic_regression` "
+        "does); it costs 8 bytes per feature (2 MiB for 2^18 features)"
+        + (
+            "."
+            if dense >= 1.5 * sparse
+            else "; with this model's few non-zero weights the gain is small, but it removes the dependence on "
+            "their number."
+        ),
+    ]
+    paragraphs.append(" ".join(lr_text))
+    paragraphs.append(
+        f"**Tokenizing and hashing.** {st.TOKENIZER_ALONE}: {_num(alone[st.TOKENIZER_ALONE])} rows/s; "
+        f"{st.HASHING_ALONE}: {_num(alone[st.HASHING_ALONE])} rows/s. Both are Scala UDFs: the tokenizer runs a "
+        "Java regex over each lower-cased text (a RegexTokenizer with look-behinds costs more than a split on "
+        "whitespace); HashingTF turns each token of the array back into a Java String, encodes it to UTF-8 "
+        "again to hash it, updates a boxed hash map per row and sorts the map into a SparseVector."
+    )
+    parse = s.get("codegen", {}).get("parse_messages", {})
+    if st.PARSE in alone and parse:
+        over = parse.get("over_jit_limit")
+        paragraphs.append(
+            " ".join(
+                [
+                    "**JSON parsing.**",
+                    (
+                        "The job's own parsing is not the fast part: "
+                        if alone[st.PARSE] * 3 < alone[st.PARSE_REFERENCE]
+                        else ""
+                    )
+                    + f"`scoring.parse_messages` alone runs at {_num(alone[st.PARSE])} rows/s, while parsing each "
+                    f"value once into a variant and taking the two fields runs at "
+                    f"{_num(alone[st.PARSE_REFERENCE])} rows/s (no checks, a yardstick only).",
+                    f"Its optimized plan holds {parse.get('parse_json_calls_in_optimized_plan')} copies of the JSON "
+                    "parse: every use of the `variant` Column in a check, a field or the error code copies "
+                    "`try_parse_json(value)` into the expression tree, and subexpression elimination shares only "
+                    "part of it across the nested CASE WHENs.",
+                    f"Its generated code is {parse.get('generated_source_chars', 0):,} characters of Java with a "
+                    f"largest method of {parse.get('largest_method_bytes', 0):,} bytes of bytecode"
+                    + (
+                        ", over HotSpot's 8,000-byte limit, so the JIT never compiles that method "
+                        "(`-XX:+DontCompileHugeMethods` is the default) and it runs in the bytecode interpreter."
+                        if over
+                        else "."
+                    ),
+                    f"Parsing plus shaping the output records without a model runs at "
+                    f"{_num(alone[st.PARSE_AND_SHAPE])} rows/s; the job's whole scoring transform at "
+                    f"{_num(alone[st.JOB_SPARSE])} rows/s (model as loaded) and {_num(alone[st.JOB_DENSE])} rows/s "
+                    f"(dense LR), against {_num(s['pipeline']['rows_per_s'])} rows/s for the PipelineModel alone.",
+                    "Job change (job/scoring.py `parse_messages`): parse in steps, each a `select`: first "
+                    "`try_parse_json(value)` into a column, then each field's `try_variant_get` and "
+                    "`schema_of_variant` into columns, then the error code from those columns. Spark does not "
+                    "inline a non-trivial expression that a later projection uses more than once, so each is "
+                    "computed once per row, and the generated methods stay small.",
+                ]
+            )
+        )
+    return "\n\n".join(paragraphs)
+
+
+def _startup_md(s: Mapping[str, Any]) -> list[str]:
+    runs = s.get("runs", [])
+    lines = [
+        "## Start-up",
+        "",
+        f"From launching `{runs[0]['command'] if runs else './spark-submit.sh'}` (local[2], a few messages "
+        f"waiting) to the first scored record in the output topic: **{_num(s.get('median_seconds'), 1)} s** "
+        f"(median of {len(runs)}; runs: {', '.join(str(r['seconds_to_first_scored_record']) for r in runs)}).",
+    ]
+    if runs:
+        statuses = ", ".join(f"{k} after {v} s" for k, v in runs[0].get("seconds_to_status", {}).items())
+        lines.append(f"The status document of the first run said {statuses}.")
+    lines.append("")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def plots(results: Mapping[str, Any], series: Mapping[str, np.ndarray], out_dir: Path) -> list[str]:
+    """PNG plots; an empty list (and a warning) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plots (pip install matplotlib)")
+        return []
+    written: list[str] = []
+    if "throughput" in results and results["throughput"].get("summary"):
+        written.append(_plot_throughput(plt, results["throughput"], out_dir))
+    if series:
+        written.append(_plot_latency(plt, results.get("latency", {}), series, out_dir))
+    if "static" in results:
+        written.append(_plot_static(plt, results["static"], out_dir))
+    return written
+
+
+def _plot_throughput(plt: Any, t: Mapping[str, Any], out_dir: Path) -> str:
+    names = [n for n in THROUGHPUT_ORDER if n in t["summary"]]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    medians = [t["summary"][n]["median_msgs_per_s"] for n in names]
+    ax.barh(range(len(names)), medians, color="#4c72b0")
+    for i, n in enumerate(names):
+        runs = [r["msgs_per_s"] for r in t["runs"].get(n, [])]
+        ax.plot(runs, [i] * len(runs), "k.", markersize=6)
+        ratio = t["summary"][n]["ratio_to_job"]
+        ax.text(medians[i], i, f"  {medians[i]:,.0f}/s (x{ratio:.2f})", va="center")
+    ax.set_yticks(range(len(names)), [LABELS[n] for n in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("messages per second (bar: median, dots: runs)")
+    ax.set_xlim(0, max(medians) * 1.45)
+    ax.set_title("Throughput on a backlog")
+    fig.tight_layout()
+    fig.savefig(out_dir / "throughput.png", dpi=120)
+    plt.close(fig)
+    return "throughput.png"
+
+
+def _plot_latency(plt: Any, lat: Mapping[str, Any], series: Mapping[str, np.ndarray], out_dir: Path) -> str:
+    fig, (cdf, timeline) = plt.subplots(1, 2, figsize=(11, 4))
+    for mode, data in series.items():
+        if len(data) == 0:
+            continue
+        info = lat.get(mode, {})
+        warmup = info.get("warmup_s", 0.0)
+        label = info.get("trigger", mode)
+        kept = np.sort(data[data[:, 0] >= warmup, 1])
+        if len(kept):
+            cdf.plot(kept, np.arange(1, len(kept) + 1) / len(kept), label=label)
+        timeline.plot(data[:, 0], data[:, 1], ".", markersize=1.5, label=label)
+        timeline.axvspan(0, warmup, color="0.9", zorder=0)
+    cdf.set_xscale("log")
+    cdf.set_xlabel("latency, ms (log)")
+    cdf.set_ylabel("fraction of messages")
+    cdf.set_title("Latency CDF after warm-up")
+    cdf.grid(True, which="both", alpha=0.3)
+    cdf.legend()
+    timeline.set_yscale("log")
+    timeline.set_xlabel("send time, s since start")
+    timeline.set_ylabel("latency, ms (log)")
+    timeline.set_title("Latency of each message (grey: warm-up, not counted)")
+    timeline.legend(markerscale=6)
+    fig.tight_layout()
+    fig.savefig(out_dir / "latency.png", dpi=120)
+    plt.close(fig)
+    return "latency.png"
+
+
+def _plot_static(plt: Any, s: Mapping[str, Any], out_dir: Path) -> str:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 2]})
+    stages = [b["stage"] for b in s["breakdown"]]
+    values = [b["us_per_row"] for b in s["breakdown"]]
+    left.bar(range(len(stages)), values, color=["#55a868", "#c44e52", "#8172b2"][: len(stages)])
+    left.set_xticks(range(len(stages)), [n.replace("Model", "") for n in stages], rotation=15)
+    left.set_ylabel("µs of wall time per row (2 cores)")
+    left.set_title(f"Pipeline stages, {s['rows']:,} rows")
+    names = list(s["alone"])
+    rates = [s["alone"][n]["rows_per_s"] for n in names]
+    right.barh(range(len(names)), rates, color="#4c72b0")
+    right.set_yticks(range(len(names)), names, fontsize=7)
+    right.invert_yaxis()
+    right.set_xscale("log")
+    right.set_xlabel("rows per second (log)")
+    right.set_title(f"Each part alone, {s['investigation_rows']:,} cached rows")
+    fig.tight_layout()
+    fig.savefig(out_dir / "static.png", dpi=120)
+    plt.close(fig)
+    return "static.png"
+
+
+def console_summary(results: Mapping[str, Any]) -> Sequence[str]:
+    """A few lines for the terminal."""
+    out = []
+    t = results.get("throughput", {}).get("summary", {})
+    for name in THROUGHPUT_ORDER:
+        if name in t:
+            s = t[name]
+            out.append(
+                f"throughput  {LABELS[name]:<34} {s['median_msgs_per_s']:>10,.0f} msgs/s  x{s['ratio_to_job']:.2f}"
+            )
+    for mode in ("micro_batch", "real_time"):
+        m = results.get("latency", {}).get(mode, {})
+        if m.get("p50_ms") is not None:
+            out.append(
+                f"latency     {m['trigger']:<34} p50 {m['p50_ms']:.0f} ms, p95 {m['p95_ms']:.0f} ms, "
+                f"p99 {m['p99_ms']:.0f} ms, max {m['max_ms']:.0f} ms"
+            )
+        elif m.get("error"):
+            out.append(f"latency     {mode}: failed: {m['error'][:150]}")
+        elif m.get("finding"):
+            out.append(f"latency     {mode}: {m['finding'][:150]}")
+    s = results.get("static")
+    if s:
+        out.append(
+            f"static      pipeline {s['pipeline']['rows_per_s']:,.0f} rows/s, dense LR "
+            f"{s['pipeline_dense_lr']['rows_per_s']:,.0f} rows/s"
+        )
+    st = results.get("startup")
+    if st and st.get("median_seconds") is not None:
+        out.append(f"startup     {st['median_seconds']:.1f} s to the first scored record")
+    for section, error in results.get("errors", {}).items():
+        out.append(f"FAILED      {section}: {error[:200]}")
+    return out

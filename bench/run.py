@@ -1,0 +1,508 @@
+"""`make bench`: run the benchmarks against the project's own local broker and write the results.
+
+    python -m bench.run [--quick] [--only throughput,latency,static,startup] [--messages N] ...
+
+Starts a Kafka broker on free ports in a temporary folder, an in-process SparkSession (local[2]) for the
+job's query, runs the chosen measurements, stops everything and writes bench/results/<timestamp>/
+(results.json, results.md, PNG plots), with bench/results/latest pointing at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import kafka_io, report
+from job.deps import PROJECT_ROOT
+
+logger = logging.getLogger("bench.run")
+
+SECTIONS = ("throughput", "latency", "static", "startup")
+DEFAULTS: dict[str, Any] = {
+    # 1,000,000 messages x 4 variants x 3 repetitions does not fit in 10 minutes on 2 cores (the job
+    # runs at a few thousand messages/s); 100,000 does, with the other sections at their full sizes.
+    "messages": 100_000,
+    "partitions": 2,
+    "repeats": 3,
+    "rate": 1000.0,
+    "duration": 60.0,
+    "warmup": 10.0,
+    "static_rows": 1_000_000,
+    "investigation_rows": 100_000,
+    "static_repeats": 1,
+    "sample": 2000,
+    "baseline_workers": 1,
+    "max_offsets_per_trigger": 250_000,
+    "real_time_interval": "5 seconds",
+    "startup_repeats": 1,
+    "timeout": 900.0,
+}
+# --quick: minutes for development; any option given explicitly still wins.
+QUICK: dict[str, Any] = {
+    "messages": 20_000,
+    "repeats": 1,
+    "duration": 15.0,
+    "warmup": 5.0,
+    "static_rows": 50_000,
+    "investigation_rows": 20_000,
+    "sample": 300,
+    "max_offsets_per_trigger": 10_000,
+    "timeout": 300.0,
+}
+
+
+HELP = {
+    "messages": "throughput: messages in the backlog",
+    "partitions": "partitions of every input and output topic",
+    "repeats": "throughput: runs of each variant (interleaved); medians are reported",
+    "rate": "latency: messages sent per second",
+    "duration": "latency: seconds of sending, per mode",
+    "warmup": "latency: first seconds of sending left out of the figures",
+    "static_rows": "static: cached tweets scored by PipelineModel.transform",
+    "investigation_rows": "static: cached rows for the timings of each part alone",
+    "static_repeats": "static: timings per figure (median)",
+    "sample": "tweets sent through the job and the baseline to check they agree",
+    "baseline_workers": "throughput: baseline consumer processes (partitions shared round-robin)",
+    "max_offsets_per_trigger": "throughput: Spark's maxOffsetsPerTrigger (available_now runs several batches)",
+    "real_time_interval": "latency: real-time mode batch duration (a checkpoint interval, at least 5 seconds)",
+    "startup_repeats": "start-up: launches of spark-submit.sh",
+    "timeout": "seconds before one run is declared stuck",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"development sizes: {QUICK} (explicit options win)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections, of {', '.join(SECTIONS)}"
+    )
+    parser.add_argument("--model", default="models/sentiment-prediction", help="model folder (default %(default)s)")
+    for key, default in DEFAULTS.items():
+        kind = str if isinstance(default, str) else type(default)
+        parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"{HELP[key]} (default {default})")
+    parser.add_argument("--driver-memory", default="4g", help="in-process Spark driver memory (default %(default)s)")
+    parser.add_argument("--results-dir", type=Path, default=PROJECT_ROOT / "bench" / "results")
+    return parser
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Explicit options, else the --quick preset, else the defaults; and validated."""
+    for key, default in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, QUICK.get(key, default) if args.quick else default)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(args.only) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    for key in ("messages", "partitions", "repeats", "static_rows", "investigation_rows", "sample", "baseline_workers",
+                "max_offsets_per_trigger", "startup_repeats", "static_repeats"):  # fmt: skip
+        if getattr(args, key) < 1:
+            raise SystemExit(f"--{key.replace('_', '-')} must be at least 1, got {getattr(args, key)}")
+    if args.warmup >= args.duration:
+        raise SystemExit(f"--warmup ({args.warmup:g} s) must be shorter than --duration ({args.duration:g} s)")
+    model = Path(args.model)
+    args.model = str(model if model.is_absolute() else (PROJECT_ROOT / model).resolve())
+    return args
+
+
+@dataclass
+class Bench:
+    """What the sections share: the broker, the Spark session (made on first use), the model, the tweets."""
+
+    args: argparse.Namespace
+    workdir: Path
+    broker: Any
+    texts: list[str]
+    _spark: Any = None
+    _model: Any = None
+    series: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap_servers
+
+    @property
+    def broker_pid(self) -> int:
+        return int(self.broker.pid_path.read_text().strip())
+
+    @property
+    def spark(self) -> Any:
+        if self._spark is None:
+            self._spark = build_spark(self.args.driver_memory)
+        return self._spark
+
+    @property
+    def jvm_pid(self) -> int:
+        return self.spark.sparkContext._gateway.proc.pid
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from job.model import load_model
+
+            self._model = load_model(self.spark, self.args.model, available_columns=["id", "text"])
+        return self._model
+
+
+def build_spark(driver_memory: str) -> Any:
+    from pyspark.sql import SparkSession
+
+    from job.deps import spark_package_conf
+    from job.query import spark_conf
+
+    builder = (
+        SparkSession.builder.master("local[2]")
+        .appName("stream-deployment-bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", driver_memory)
+        .config("spark.sql.streaming.stopTimeout", "120s")
+        # Keep every batch's progress of a latency run (the default keeps the last 100).
+        .config("spark.sql.streaming.numRecentProgressUpdates", "100000")
+    )
+    for key, value in {**spark_package_conf(), **spark_conf()}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def section_throughput(bench: Bench) -> dict[str, Any]:
+    from bench import throughput as tp
+    from bench.baseline import ScorerParams
+    from bench.queries import start_variant, with_pipeline
+    from bench.static import densified_pipeline
+    from job.query import start_query
+
+    args, model = bench.args, bench.model
+    ctx = tp.Context(
+        spark=bench.spark,
+        broker=bench.broker,
+        bootstrap=bench.bootstrap,
+        model=model,
+        model_location=args.model,
+        workdir=bench.workdir,
+        jvm_pid=bench.jvm_pid,
+        broker_pid=bench.broker_pid,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        timeout_s=args.timeout,
+    )
+    meta = model.metadata
+    params_path = bench.workdir / "baseline-params.npz"
+    ScorerParams.from_pipeline(model.pipeline, meta.label_values, meta.name, meta.version).save(params_path)
+    dense_model = with_pipeline(model, densified_pipeline(bench.spark, model.pipeline))
+    starters: dict[str, Callable] = {
+        tp.JOB: lambda spark, spec: start_query(spark, spec, model),
+        tp.IO_CEILING: lambda spark, spec: start_variant(spark, spec, model, score=False),
+        tp.JOB_DENSE_LR: lambda spark, spec: start_query(spark, spec, dense_model),
+    }
+    result: dict[str, Any] = {
+        "trigger": f"trigger available_now, max_offsets_per_trigger {args.max_offsets_per_trigger:,}, "
+        f"starting_offsets earliest, in-process SparkSession local[2] (driver memory {args.driver_memory})",
+        "baseline_workers": args.baseline_workers,
+    }
+
+    step = max(1, len(bench.texts) // args.sample)
+    sample = bench.texts[::step][: args.sample] + list(kafka_io.TRICKY_TEXTS)
+    logger.info("throughput: checking that the baseline scores %d tweets like the job", len(sample))
+    result["agreement"] = tp.check_agreement(
+        ctx, params_path, sample, args.partitions, starters[tp.JOB], starters[tp.JOB_DENSE_LR]
+    )
+    logger.info("throughput: agreement %s", json.dumps(result["agreement"]["baseline_vs_job"]))
+
+    source = kafka_io.unique_topic("backlog")
+    bench.broker.create_topic(source, partitions=args.partitions)
+    logger.info("throughput: filling %s with %d messages", source, args.messages)
+    result["fill"] = kafka_io.fill_topic(
+        bench.spark, bench.bootstrap, source, bench.texts, args.messages, args.partitions
+    )
+    logger.info("throughput: filled in %.1f s", result["fill"]["seconds"])
+    result["kafka_python_produce_msgs_per_s"] = kafka_io.kafka_python_produce_rate(
+        bench.broker, bench.texts, min(args.messages, 50_000), args.partitions
+    )
+
+    runs: dict[str, list[dict]] = {tp.JOB: [], tp.IO_CEILING: [], tp.BASELINE: [], tp.JOB_DENSE_LR: []}
+    names = list(runs)
+    for rep in range(args.repeats):
+        # Each repetition starts with another variant, so no variant always runs first (JIT, caches).
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            logger.info("throughput: %s, run %d of %d", name, rep + 1, args.repeats)
+            if name == tp.BASELINE:
+                run = tp.run_baseline(ctx, source, args.messages, args.partitions, params_path, args.baseline_workers)
+            else:
+                run = tp.run_query(ctx, name, source, args.messages, args.partitions, starters[name])
+            logger.info("throughput: %s: %.0f msgs/s", name, run["msgs_per_s"])
+            runs[name].append(run)
+    kafka_io.delete_topics(bench.bootstrap, [source])
+    result["runs"] = runs
+    result["summary"] = tp.summarize(runs)
+    return result  # fmt: skip
+
+
+def section_latency(bench: Bench) -> dict[str, Any]:
+    from bench import latency
+    from bench.queries import make_spec, start_variant
+    from job.query import start_query
+
+    args, spark, model = bench.args, bench.spark, bench.model
+    texts_path = bench.workdir / "latency-texts.json"
+    texts_path.write_text(json.dumps(bench.texts[:20_000]))
+    result: dict[str, Any] = {}
+
+    def spec_for(tag: str, trigger: Any) -> tuple[Any, Any]:
+        topics = kafka_io.new_topics(bench.broker, args.partitions, prefix=f"lat-{tag}-")
+        checkpoint = str(bench.workdir / "checkpoints" / topics.target)
+        return topics, make_spec(f"bench-latency-{tag}", bench.bootstrap, topics, args.model, checkpoint, trigger)
+
+    def run(tag: str, topics: Any, query: Any) -> dict[str, Any]:
+        logger.info("latency: %s: sending %g msgs/s for %g s", tag, args.rate, args.duration)
+        stats, series = latency.measure(
+            spark, query, bench.bootstrap, topics, texts_path, args.rate, args.duration, args.warmup, bench.workdir, tag
+        )
+        bench.series[tag] = series
+        kafka_io.delete_topics(bench.bootstrap, [topics.source, topics.target, topics.dead_letter])
+        return stats
+
+    micro: dict[str, Any] = {"trigger": "micro-batch, processing_time 0 seconds", "query": "start_query (as shipped)"}
+    try:
+        topics, spec = spec_for("micro_batch", {"processing_time": "0 seconds"})
+        query = start_query(spark, spec, model)
+        error = latency.wait_started(query, settle_s=2)
+        if error:
+            raise RuntimeError(f"the micro-batch query failed to start: {error}")
+        micro.update(run("micro_batch", topics, query))
+    except Exception as exc:  # the real-time attempts still run
+        logger.exception("latency: micro-batch run failed")
+        micro["error"] = latency.first_error_line(exc)
+    result["micro_batch"] = micro
+
+    interval = args.real_time_interval
+    no_limit = ("maxOffsetsPerTrigger",)
+    # Each variant: what differs from start_query, and how to start it.
+    variants: list[tuple[str, list[str], Callable]] = [
+        ("as_shipped", [], lambda spec: start_query(spark, spec, model)),
+        ("update", [UPDATE], lambda spec: start_variant(spark, spec, model, output_mode="update")),
+        ("update_no_limit", [UPDATE, NO_LIMIT],
+         lambda spec: start_variant(spark, spec, model, output_mode="update", without_source_options=no_limit)),
+        ("update_no_limit_no_observe", [UPDATE, NO_LIMIT, NO_OBSERVE],
+         lambda spec: start_variant(spark, spec, model, output_mode="update", without_source_options=no_limit,
+                                    observe=False)),
+    ]  # fmt: skip
+    attempts: list[dict[str, Any]] = []
+    real_time: dict[str, Any] = {"trigger": f"real-time mode, realTime={interval!r}", "attempts": attempts}
+    for tag, changes, start in variants:
+        description = "start_query as shipped" if not changes else "start_query's query with " + ", ".join(changes)
+        topics, spec = spec_for(f"rt-{tag}", {"real_time": interval})
+        try:
+            query = start(spec)
+            error = latency.wait_started(query)
+        except Exception as exc:  # Spark refuses some queries in start() itself
+            error = latency.first_error_line(exc)
+        attempts.append({"variant": description, "changes": changes, "error": error})
+        logger.info("latency: real-time mode, %s: %s", description, error or "runs")
+        if error is None:
+            real_time["query"] = description
+            try:
+                real_time.update(run("real_time", topics, query))
+            except Exception as exc:
+                logger.exception("latency: real-time run failed")
+                real_time["error"] = latency.first_error_line(exc)
+            break
+        kafka_io.delete_topics(bench.bootstrap, [topics.source, topics.target, topics.dead_letter])
+    real_time["finding"] = real_time_finding(attempts)
+    result["real_time"] = real_time
+    return result
+
+
+UPDATE = "outputMode('update')"
+NO_LIMIT = "no maxOffsetsPerTrigger source option"
+NO_OBSERVE = "no .observe(...)"
+JOB_CHANGES = {
+    UPDATE: "use `.outputMode('update')` in `start_query` when `spec.options.trigger.kind == 'real_time'` (real-time "
+    "mode accepts only update; for this stateless query update writes exactly the rows append writes)",
+    NO_LIMIT: "leave `maxOffsetsPerTrigger` out of the Kafka source options (`job.credentials.source_options`) when "
+    "the trigger is real_time (Spark: 'maxOffsetsPerTrigger is not compatible with real time mode'), and have the "
+    "spec refuse `max_offsets_per_trigger` with a real_time trigger",
+    NO_OBSERVE: "leave out the `.observe(...)` metrics in real-time mode (the status document's counts then need "
+    "another source)",
+}
+
+
+def real_time_finding(attempts: Sequence[dict[str, Any]]) -> str:
+    """What the attempts show, in one paragraph."""
+    if not attempts:
+        return ""
+    if attempts[0]["error"] is None:
+        return "Spark runs the job's query as shipped in real-time mode."
+    text = f"Spark refuses the job's query as shipped in real-time mode: `{attempts[0]['error']}`"
+    working = next((a for a in attempts if a["error"] is None), None)
+    if working is None:
+        return text + " No variant tried runs; see the errors above."
+    changes = "; ".join(JOB_CHANGES[c] for c in working["changes"])
+    kept = (
+        ""
+        if NO_OBSERVE in working["changes"]
+        else " The `.observe(...)` is accepted (CollectMetricsExec is on real-time mode's operator allowlist)."
+    )
+    return (
+        f"{text} It runs once these job changes are made: {changes}.{kept} No Spark conf is needed "
+        "(`spark.sql.streaming.realTimeMode.minBatchDuration` only sets the minimum batch duration, 5 s)."
+    )
+
+
+def section_static(bench: Bench) -> dict[str, Any]:
+    from bench.static import run_static
+
+    args = bench.args
+    return run_static(
+        bench.spark, bench.model, bench.texts, args.static_rows, args.investigation_rows, args.static_repeats,
+        log=logger.info,
+    )  # fmt: skip
+
+
+def section_startup(bench: Bench) -> dict[str, Any]:
+    from bench.startup import measure_startup
+
+    args = bench.args
+    runs = []
+    for i in range(args.startup_repeats):
+        logger.info("startup: launching spark-submit.sh (%d of %d)", i + 1, args.startup_repeats)
+        runs.append(
+            measure_startup(
+                bench.broker, bench.bootstrap, args.model, args.partitions, bench.workdir, args.timeout, str(i)
+            )
+        )
+        logger.info("startup: first scored record after %.1f s", runs[-1]["seconds_to_first_scored_record"])
+    return {"runs": runs, "median_seconds": statistics.median(r["seconds_to_first_scored_record"] for r in runs)}
+
+
+SECTION_RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "throughput": section_throughput,
+    "latency": section_latency,
+    "static": section_static,
+    "startup": section_startup,
+}
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def environment() -> dict[str, Any]:
+    import pyspark
+
+    from job.broker import KAFKA_VERSION
+
+    def first_line(cmd: list[str]) -> str:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=PROJECT_ROOT, check=False)
+        except OSError:
+            return "unknown"
+        return (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr).strip() else ""
+
+    dirty = first_line(["git", "status", "--porcelain"])
+    mem_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "java": first_line(["java", "-version"]),
+        "kafka": KAFKA_VERSION,
+        "git_commit": first_line(["git", "rev-parse", "--short", "HEAD"]) + (" (with local changes)" if dirty else ""),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def shown_path(path: str) -> str:
+    """Relative to the project when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) else str(resolved)
+
+
+def model_summary(bench: Bench) -> dict[str, Any]:
+    meta = bench.model.metadata
+    stages = bench.model.pipeline.stages
+    return {
+        "location": shown_path(bench.args.model),
+        "name": meta.name,
+        "version": meta.version,
+        "labels": list(meta.label_values),
+        "stages": [type(s).__name__ for s in stages],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = resolve(build_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from job.broker import BrokerConfig, LocalBroker, free_port
+
+    started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = args.results_dir / stamp
+    out_dir.mkdir(parents=True, exist_ok=False)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    texts, source = kafka_io.load_tweets()
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parameters": {k: getattr(args, k) for k in ("quick", "only", *DEFAULTS, "driver_memory")},
+        "environment": environment(),
+        "tweets": source,
+        "errors": {},
+    }
+    broker = LocalBroker(BrokerConfig(run_dir=workdir / "kafka", port=free_port(), controller_port=free_port()))
+    bench = Bench(args=args, workdir=workdir, broker=broker, texts=texts)
+    try:
+        logger.info("starting the local Kafka broker in %s", broker.run_dir)
+        broker.start(timeout_s=120)
+        for section in args.only:
+            logger.info("=== %s ===", section)
+            try:
+                if section != "startup" and "model" not in results:
+                    results["model"] = model_summary(bench)
+                results[section] = SECTION_RUNNERS[section](bench)
+            except Exception as exc:
+                logger.exception("section %s failed", section)
+                results["errors"][section] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:500]}"
+    except KeyboardInterrupt:
+        results["errors"]["interrupted"] = "KeyboardInterrupt"
+    finally:
+        if bench._spark is not None:
+            bench._spark.stop()
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    if "model" not in results and "startup" in args.only:
+        results["model"] = {"location": shown_path(args.model)}
+    results["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["plots"] = report.plots(results, bench.series, out_dir)
+    report.write_json(results, out_dir / "results.json")
+    (out_dir / "results.md").write_text(report.markdown(results))
+    report.link_latest(args.results_dir, out_dir)
+    print("\n".join(report.console_summary(results)))
+    print(f"results: {out_dir}/results.md (and results.json, {', '.join(results['plots']) or 'no plots'})")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Throughput on a backlog: the job, the job without its model (I/O ceiling), and the NumPy baseline.
+
+Each run reads the same pre-filled input topic from the earliest offset and writes to fresh output
+topics. The clock starts when the query (or the baseline's worker processes) is started and stops when
+the output topic's end offsets add up to the number of input messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from bench import kafka_io
+from bench.codegen import CodegenCounter
+from bench.kafka_io import OffsetWatcher, Topics
+from bench.procstat import Monitor, descendants, has_exited, sample_until, wait_with_rusage
+from bench.queries import make_spec
+from job.deps import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+JOB = "job"
+IO_CEILING = "io_ceiling"
+BASELINE = "baseline"
+JOB_DENSE_LR = "job_dense_lr"
+DESCRIPTIONS = {
+    JOB: "the job as shipped: job.query.start_query, trigger available_now",
+    IO_CEILING: "the same query without the model (parse, constant scores, shape, write): the I/O ceiling",
+    BASELINE: "hand-written kafka-python consumer + NumPy scorer with the same model",
+    JOB_DENSE_LR: "the job with the LogisticRegression coefficients made dense (the proposed fix)",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every throughput run needs."""
+
+    spark: SparkSession
+    broker: Any
+    bootstrap: str
+    model: Any
+    model_location: str
+    workdir: Path
+    jvm_pid: int
+    broker_pid: int
+    max_offsets_per_trigger: int
+    timeout_s: float
+
+
+class Progress:
+    """Polls a record count; remembers when the first record appeared."""
+
+    def __init__(self, count: Callable[[], int], target: int) -> None:
+        self._count = count
+        self._target = target
+        self.first_at: float | None = None
+
+    def complete(self) -> bool:
+        n = self._count()
+        if n > 0 and self.first_at is None:
+            self.first_at = time.monotonic()
+        return n >= self._target
+
+    def steady(self, started: float, done: float) -> dict[str, float | None]:
+        """Seconds to the first output record, and the rate from then on (start-up costs left out)."""
+        if self.first_at is None or done <= self.first_at:
+            return {"seconds_to_first_record": None, "steady_msgs_per_s": None}
+        return {
+            "seconds_to_first_record": round(self.first_at - started, 3),
+            "steady_msgs_per_s": round(self._target / (done - self.first_at), 1),
+        }
+
+
+def _finish_query(query: StreamingQuery, timeout_s: float) -> str | None:
+    """Let an available-now query end by itself; return its error text, if any."""
+    if not query.awaitTermination(timeout_s):
+        query.stop()
+    error = query.exception()
+    return str(error).splitlines()[0] if error is not None else None
+
+
+def run_query(ctx: Context, name: str, input_topic: str, messages: int, partitions: int, start: Callable) -> dict:
+    """One timed run of a Spark query over the backlog; `start(spark, spec)` starts the query."""
+    topics = Topics(input_topic, kafka_io.unique_topic(f"{name}-out"), kafka_io.unique_topic(f"{name}-dlq"))
+    for topic in (topics.target, topics.dead_letter):
+        ctx.broker.create_topic(topic, partitions=partitions)
+    checkpoint = ctx.workdir / "checkpoints" / topics.target
+    spec = make_spec(
+        f"bench-{name}",
+        ctx.bootstrap,
+        topics,
+        ctx.model_location,
+        str(checkpoint),
+        "available_now",
+        max_offsets_per_trigger=ctx.max_offsets_per_trigger,
+    )
+    with OffsetWatcher(ctx.bootstrap, topics.target) as out, OffsetWatcher(ctx.bootstrap, topics.dead_letter) as dlq:
+        job_monitor = Monitor(lambda: descendants(ctx.jvm_pid))
+        broker_monitor = Monitor(lambda: [ctx.broker_pid])
+        job_monitor.start()
+        broker_monitor.start()
+        codegen = CodegenCounter(ctx.spark)
+        started = time.monotonic()
+        query = start(ctx.spark, spec)
+        try:
+            progress = Progress(lambda: out.total() + dlq.total(), messages)
+            done = sample_until(progress.complete, ctx.timeout_s)
+        finally:
+            job_usage = job_monitor.stop()
+            broker_usage = broker_monitor.stop()
+            error = _finish_query(query, 120)
+        batches = len(query.recentProgress)
+        compiled = codegen.result()
+        written, dead = out.total(), dlq.total()
+    kafka_io.delete_topics(ctx.bootstrap, [topics.target, topics.dead_letter])
+    if done is None or error is not None:
+        raise RuntimeError(
+            f"{name}: {written + dead} of {messages} records written after {ctx.timeout_s:.0f} s"
+            + (f"; query failed: {error}" if error else "")
+        )
+    seconds = done - started
+    return {
+        "messages": messages,
+        "written": written,
+        "dead_lettered": dead,
+        "seconds": round(seconds, 3),
+        "msgs_per_s": round(messages / seconds, 1),
+        **progress.steady(started, done),
+        "micro_batches": batches,
+        "codegen_compilations": compiled["compilations"],
+        **job_usage.as_dict(),
+        "broker_cpu_s": broker_usage.as_dict()["cpu_s"],
+    }
+
+
+def _baseline_command(
+    bootstrap: str, input_topic: str, output_topic: str, params: Path, partitions: Sequence[int]
+) -> list[str]:
+    return [
+        sys.executable, "-m", "bench.baseline", "--bootstrap", bootstrap, "--input-topic", input_topic,
+        "--output-topic", output_topic, "--params", str(params), "--partitions", ",".join(map(str, partitions)),
+    ]  # fmt: skip
+
+
+def run_baseline(
+    ctx: Context, input_topic: str, messages: int, partitions: int, params_path: Path, workers: int
+) -> dict:
+    """One timed run of the baseline: `workers` processes share the input partitions round-robin."""
+    target = kafka_io.unique_topic("baseline-out")
+    ctx.broker.create_topic(target, partitions=partitions)
+    shares = [[p for p in range(partitions) if p % workers == w] for w in range(workers)]
+    shares = [s for s in shares if s]
+    reports = [ctx.workdir / f"{target}-worker{w}.json" for w in range(len(shares))]
+    logs = [ctx.workdir / f"{target}-worker{w}.log" for w in range(len(shares))]
+    with OffsetWatcher(ctx.bootstrap, target) as out:
+        broker_monitor = Monitor(lambda: [ctx.broker_pid]).start()
+        started = time.monotonic()
+        procs = []
+        for share, report, log in zip(shares, reports, logs, strict=True):
+            command = [
+                *_baseline_command(ctx.bootstrap, input_topic, target, params_path, share),
+                "--report",
+                str(report),
+            ]
+            with log.open("wb") as log_file:
+                procs.append(subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT))
+        try:
+            progress = Progress(out.total, messages)
+            done = sample_until(lambda: progress.complete() or all(has_exited(p.pid) for p in procs), ctx.timeout_s)
+            if done is not None and out.total() < messages:
+                done = None
+        finally:
+            broker_usage = broker_monitor.stop()
+            usage = []
+            for proc in procs:
+                if done is None and not has_exited(proc.pid):
+                    proc.kill()
+                code, cpu, rss = wait_with_rusage(proc.pid)
+                proc.returncode = code  # reaped here, with its CPU time and peak RSS
+                usage.append((code, cpu, rss))
+        written = out.total()
+    kafka_io.delete_topics(ctx.bootstrap, [target])
+    failed = [(i, code) for i, (code, _, _) in enumerate(usage) if code != 0]
+    if done is None or failed:
+        tails = "; ".join(f"worker {i}: " + logs[i].read_text(errors="replace")[-500:] for i, _ in failed)
+        raise RuntimeError(f"baseline: {written} of {messages} records written; {tails}")
+    seconds = done - started
+    worker_reports = [json.loads(r.read_text()) for r in reports]
+    return {
+        "messages": messages,
+        "written": written,
+        "seconds": round(seconds, 3),
+        "msgs_per_s": round(messages / seconds, 1),
+        **progress.steady(started, done),
+        "workers": len(procs),
+        "cpu_s": round(sum(cpu for _, cpu, _ in usage), 3),
+        "peak_rss_mb": round(sum(rss for _, _, rss in usage) / 2**20, 1),
+        "broker_cpu_s": broker_usage.as_dict()["cpu_s"],
+        "worker_seconds": {
+            step: round(sum(r["seconds"][step] for r in worker_reports), 3) for step in worker_reports[0]["seconds"]
+        },
+    }
+
+
+def check_agreement(
+    ctx: Context, params_path: Path, texts: Sequence[str], partitions: int, start_job: Callable, start_dense: Callable
+) -> dict:
+    """Score the same sample with the job, the baseline and the dense-LR job, through Kafka; compare by id."""
+    from kafka import KafkaProducer
+
+    topics = kafka_io.new_topics(ctx.broker, partitions, prefix="agree-")
+    producer = KafkaProducer(bootstrap_servers=ctx.bootstrap, acks="all", linger_ms=5)
+    try:
+        for i, text in enumerate(texts):
+            producer.send(topics.source, json.dumps({"id": i, "text": text}).encode())
+        producer.flush()
+    finally:
+        producer.close()
+    n = len(texts)
+    outputs: dict[str, dict[int, dict]] = {}
+    for name, start in (("job", start_job), ("dense", start_dense)):
+        out = Topics(topics.source, kafka_io.unique_topic(f"agree-{name}"), kafka_io.unique_topic(f"agree-{name}-dlq"))
+        for topic in (out.target, out.dead_letter):
+            ctx.broker.create_topic(topic, partitions=partitions)
+        checkpoint = str(ctx.workdir / "checkpoints" / out.target)
+        spec = make_spec(f"bench-agreement-{name}", ctx.bootstrap, out, ctx.model_location, checkpoint, "available_now")
+        error = _finish_query(start(ctx.spark, spec), ctx.timeout_s)
+        if error:
+            raise RuntimeError(f"agreement check: the {name} query failed: {error}")
+        outputs[name] = kafka_io.read_json_records(ctx.bootstrap, out.target, n)
+    baseline_topic = kafka_io.unique_topic("agree-baseline")
+    ctx.broker.create_topic(baseline_topic, partitions=partitions)
+    report = ctx.workdir / "agree-baseline.json"
+    command = _baseline_command(ctx.bootstrap, topics.source, baseline_topic, params_path, range(partitions))
+    subprocess.run(
+        [*command, "--report", str(report)], cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=ctx.timeout_s
+    )
+    baseline = kafka_io.read_json_records(ctx.bootstrap, baseline_topic, n)
+    return {
+        "baseline_vs_job": compare_outputs(outputs["job"], baseline, n),
+        "dense_vs_job": compare_outputs(outputs["job"], outputs["dense"], n),
+    }
+
+
+def compare_outputs(job: dict[int, dict], baseline: dict[int, dict], n: int) -> dict:
+    """Exact labels and predictions, probabilities within 1e-9, for every id of the sample."""
+    ids = range(n)
+    missing_job = [i for i in ids if i not in job]
+    missing_baseline = [i for i in ids if i not in baseline]
+    both = [i for i in ids if i in job and i in baseline]
+    label_diff = [i for i in both if job[i]["predictedLabel"] != baseline[i]["predictedLabel"]]
+    prediction_diff = [i for i in both if job[i]["prediction"] != baseline[i]["prediction"]]
+    prob_diffs = [abs(job[i]["probability"] - baseline[i]["probability"]) for i in both]
+    max_diff = max(prob_diffs, default=0.0)
+    agree = not (missing_job or missing_baseline or label_diff or prediction_diff) and max_diff <= 1e-9
+    return {
+        "sample": n,
+        "compared": len(both),
+        "missing_from_job": len(missing_job),
+        "missing_from_baseline": len(missing_baseline),
+        "label_mismatches": len(label_diff),
+        "prediction_mismatches": len(prediction_diff),
+        "max_abs_probability_diff": max_diff,
+        "probabilities_bit_identical": sum(d == 0.0 for d in prob_diffs),
+        "agree": agree,
+        "first_mismatches": [
+            {
+                "id": i,
+                "text": job[i]["text"],
+                "job": job[i]["predictedLabel"],
+                "baseline": baseline[i]["predictedLabel"],
+            }
+            for i in label_diff[:5]
+        ],
+    }
+
+
+def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Medians per variant and their ratio to the job's median, all from the same bench run."""
+    summary: dict[str, dict] = {}
+    job_rate = statistics.median(r["msgs_per_s"] for r in runs[JOB]) if runs.get(JOB) else None
+    for name, items in runs.items():
+        if not items:
+            continue
+        rate = statistics.median(r["msgs_per_s"] for r in items)
+        cpu = statistics.median(r["cpu_s"] for r in items)
+        summary[name] = {
+            "description": DESCRIPTIONS.get(name, name),
+            "repetitions": len(items),
+            "median_msgs_per_s": round(rate, 1),
+            "ratio_to_job": round(rate / job_rate, 3) if job_rate else None,
+            "median_seconds": round(statistics.median(r["seconds"] for r in items), 3),
+            "median_seconds_to_first_record": _median_or_none([r.get("seconds_to_first_record") for r in items]),
+            "median_steady_msgs_per_s": _median_or_none([r.get("steady_msgs_per_s") for r in items]),
+            "median_cpu_s": round(cpu, 3),
+            "cpu_us_per_msg": round(cpu / items[0]["messages"] * 1e6, 1),
+            "max_peak_rss_mb": max(r["peak_rss_mb"] for r in items),
+            "median_broker_cpu_s": round(statistics.median(r["broker_cpu_s"] for r in items), 3),
+        }
+    return summary
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
