@@ -13,12 +13,12 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-THROUGHPUT_ORDER = ("job", "io_ceiling", "baseline", "job_dense_lr")
+THROUGHPUT_ORDER = ("job", "io_ceiling", "baseline", "job_sparse_lr")
 LABELS = {
     "job": "job as shipped",
     "io_ceiling": "job without model (I/O ceiling)",
     "baseline": "kafka-python + NumPy baseline",
-    "job_dense_lr": "job, dense LR coefficients",
+    "job_sparse_lr": "job, LR coefficients as saved (sparse)",
 }
 
 
@@ -143,10 +143,10 @@ def _throughput_md(t: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]
             f"{a.get('compared')} bit-identical), {a.get('missing_from_job')} / {a.get('missing_from_baseline')} "
             "missing from job / baseline."
         )
-        d = agreement.get("dense_vs_job")
+        d = agreement.get("sparse_vs_job")
         if d:
             lines.append(
-                f"- The dense-coefficient job against the job on the same sample: "
+                f"- The job with the coefficients as saved (sparse) against the job (dense) on the same sample: "
                 f"{d.get('label_mismatches')} label mismatches, largest probability difference "
                 f"{d.get('max_abs_probability_diff'):.3g} ({d.get('probabilities_bit_identical')} of "
                 f"{d.get('compared')} bit-identical)."

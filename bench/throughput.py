@@ -33,12 +33,12 @@ logger = logging.getLogger(__name__)
 JOB = "job"
 IO_CEILING = "io_ceiling"
 BASELINE = "baseline"
-JOB_DENSE_LR = "job_dense_lr"
+JOB_SPARSE_LR = "job_sparse_lr"
 DESCRIPTIONS = {
     JOB: "the job as shipped: job.query.start_query, trigger available_now",
     IO_CEILING: "the same query without the model (parse, constant scores, shape, write): the I/O ceiling",
     BASELINE: "hand-written kafka-python consumer + NumPy scorer with the same model",
-    JOB_DENSE_LR: "the job with the LogisticRegression coefficients made dense (the proposed fix)",
+    JOB_SPARSE_LR: "the job with the LogisticRegression coefficients as saved (sparse), without the load-time fix",
 }
 
 
@@ -214,7 +214,7 @@ def run_baseline(
 
 
 def check_agreement(
-    ctx: Context, params_path: Path, texts: Sequence[str], partitions: int, start_job: Callable, start_dense: Callable
+    ctx: Context, params_path: Path, texts: Sequence[str], partitions: int, start_job: Callable, start_sparse: Callable
 ) -> dict:
     """Score the same sample with the job, the baseline and the dense-LR job, through Kafka; compare by id."""
     from kafka import KafkaProducer
@@ -229,7 +229,7 @@ def check_agreement(
         producer.close()
     n = len(texts)
     outputs: dict[str, dict[int, dict]] = {}
-    for name, start in (("job", start_job), ("dense", start_dense)):
+    for name, start in (("job", start_job), ("sparse", start_sparse)):
         out = Topics(topics.source, kafka_io.unique_topic(f"agree-{name}"), kafka_io.unique_topic(f"agree-{name}-dlq"))
         for topic in (out.target, out.dead_letter):
             ctx.broker.create_topic(topic, partitions=partitions)
@@ -249,7 +249,7 @@ def check_agreement(
     baseline = kafka_io.read_json_records(ctx.bootstrap, baseline_topic, n)
     return {
         "baseline_vs_job": compare_outputs(outputs["job"], baseline, n),
-        "dense_vs_job": compare_outputs(outputs["job"], outputs["dense"], n),
+        "sparse_vs_job": compare_outputs(outputs["job"], outputs["sparse"], n),
     }
 
 
