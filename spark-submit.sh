@@ -62,6 +62,50 @@ with zipfile.ZipFile(".cache/job-py.zip", "w", zipfile.ZIP_DEFLATED) as z:
         z.write(path, path.as_posix())
 PY
 
+# Cluster deploy mode (YARN, Kubernetes): the driver starts on a cluster node, where the spec files named
+# here do not exist. Ship them with --files (Spark puts them in the driver's working directory) and give
+# the job their file names instead. Files a spec names itself (credentials_file, a CA) are yours to ship.
+deploy_mode=""
+for ((i = 0; i < ${#submit_args[@]}; i++)); do
+  case "${submit_args[i]}" in
+    --deploy-mode) deploy_mode="${submit_args[i + 1]:-}" ;;
+    --deploy-mode=*) deploy_mode="${submit_args[i]#--deploy-mode=}" ;;
+    spark.submit.deployMode=*) deploy_mode="${submit_args[i]#spark.submit.deployMode=}" ;;
+  esac
+done
+if [[ "$deploy_mode" == "cluster" ]]; then
+  shipped=() names=" "
+  for ((i = 1; i < ${#job_args[@]}; i++)); do
+    arg="${job_args[i]}" spec="" prefix=""
+    if [[ "$arg" == "--spec" && $((i + 1)) -lt ${#job_args[@]} ]]; then
+      i=$((i + 1)) spec="${job_args[i]}"
+    elif [[ "$arg" == --spec=* ]]; then
+      spec="${arg#--spec=}" prefix="--spec="
+    fi
+    [[ -n "$spec" && -f "$spec" ]] || continue
+    name="$(basename "$spec")"
+    if [[ "$names" == *" $name "* ]]; then
+      echo "error: two spec files are both called $name; cluster deploy mode ships them by file name" >&2
+      exit 2
+    fi
+    names+="$name "
+    shipped+=("$(cd "$(dirname "$spec")" && pwd)/$name")
+    job_args[i]="$prefix$name"
+  done
+  if [[ ${#shipped[@]} -gt 0 ]]; then
+    files="$(IFS=,; echo "${shipped[*]}")" merged=""
+    for ((i = 0; i < ${#submit_args[@]}; i++)); do
+      if [[ "${submit_args[i]}" == "--files" && $((i + 1)) -lt ${#submit_args[@]} ]]; then
+        submit_args[i + 1]="${submit_args[i + 1]},$files" merged="yes"
+      elif [[ "${submit_args[i]}" == --files=* ]]; then
+        submit_args[i]="${submit_args[i]},$files" merged="yes"
+      fi
+    done
+    [[ -n "$merged" ]] || submit_args+=(--files "$files")
+  fi
+  echo "cluster deploy mode: the driver runs on the cluster; stop it with 'job stop --spec ...' (Ctrl-C here only ends this client)" >&2
+fi
+
 # Graceful stop on SIGTERM and Ctrl-C. spark-submit's JVM is the parent of the Python driver; left alone it
 # would answer SIGTERM/SIGINT with its shutdown hooks and kill the SparkContext under the micro-batch in
 # flight. So the JVM starts with both signals ignored (it then installs no handler for them), and this
