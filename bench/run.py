@@ -32,6 +32,8 @@ from job.deps import PROJECT_ROOT
 logger = logging.getLogger("bench.run")
 
 SECTIONS = ("throughput", "latency", "static", "startup")
+# Not in the default run: it starts a standalone cluster and says little on a 2-core machine.
+OPTIONAL_SECTIONS = ("scaleout",)
 DEFAULTS: dict[str, Any] = {
     # 1,000,000 messages x 4 variants x 3 repetitions does not fit in 10 minutes on 2 cores (the job
     # runs at a few thousand messages/s); 100,000 does, with the other sections at their full sizes.
@@ -88,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"development sizes: {QUICK} (explicit options win)")
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma-separated sections, of {', '.join(SECTIONS)}"
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections, of {', '.join(SECTIONS + OPTIONAL_SECTIONS)} (scaleout only when named)",
     )
     parser.add_argument("--model", default="models/sentiment-prediction", help="model folder (default %(default)s)")
     for key, default in DEFAULTS.items():
@@ -105,7 +109,7 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, QUICK.get(key, default) if args.quick else default)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = sorted(set(args.only) - set(SECTIONS))
+    unknown = sorted(set(args.only) - set(SECTIONS) - set(OPTIONAL_SECTIONS))
     if unknown:
         raise SystemExit(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     for key in ("messages", "partitions", "repeats", "static_rows", "investigation_rows", "sample", "baseline_workers",
@@ -385,6 +389,16 @@ def section_static(bench: Bench) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def section_scaleout(bench: Bench) -> dict[str, Any]:
+    from bench.scaleout import run_scaleout
+
+    args = bench.args
+    return run_scaleout(
+        args.messages, max(args.partitions, 2), args.repeats, bench.workdir / "scaleout",
+        broker=bench.broker, texts=bench.texts,
+    )  # fmt: skip
+
+
 def section_startup(bench: Bench) -> dict[str, Any]:
     from bench.startup import measure_startup
 
@@ -406,6 +420,7 @@ SECTION_RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "latency": section_latency,
     "static": section_static,
     "startup": section_startup,
+    "scaleout": section_scaleout,
 }
 
 
@@ -487,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for section in args.only:
             logger.info("=== %s ===", section)
             try:
-                if section != "startup" and "model" not in results:
+                if section not in ("startup", "scaleout") and "model" not in results:
                     results["model"] = model_summary(bench)
                 results[section] = SECTION_RUNNERS[section](bench)
             except Exception as exc:
