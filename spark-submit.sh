@@ -57,9 +57,13 @@ mkdir -p .cache
 "$python" - <<'PY'
 import pathlib, zipfile
 root = pathlib.Path(".")
-with zipfile.ZipFile(".cache/job-py.zip", "w", zipfile.ZIP_DEFLATED) as z:
+import os, tempfile
+# Written beside and renamed, so two submits at the same moment never ship a half-written zip.
+fd, tmp = tempfile.mkstemp(dir=".cache", suffix=".zip.tmp")
+with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as z:
     for path in sorted(root.glob("job/*.py")):
         z.write(path, path.as_posix())
+os.replace(tmp, ".cache/job-py.zip")
 PY
 
 # Cluster deploy mode (YARN, Kubernetes): the driver starts on a cluster node, where the spec files named
