@@ -20,7 +20,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from job import scoring
 from job.credentials import sink_options, source_options
-from job.query import model_info, model_input_fields, scored_stream
+from job.query import deployment_transform, model_info, model_input_fields, scored_stream
 from job.spec import DeploymentSpec, parse_spec
 from job.status import COUNTS_METRIC
 
@@ -87,18 +87,7 @@ def _source(spark: SparkSession, spec: DeploymentSpec, without: Sequence[str]) -
 
 def variant_stream(spark: SparkSession, spec: DeploymentSpec, model: Any, without: Sequence[str] = ()) -> DataFrame:
     """`scored_stream` with some Kafka source options left out."""
-    return _source(spark, spec, without).transform(
-        scoring.scoring_pipeline(
-            fields=model_input_fields(model),
-            model=model.pipeline,
-            info=model_info(model),
-            deployment=spec.name,
-            target_topic=spec.target.topic,
-            dead_letter_topic=spec.dead_letter.topic,
-            max_text_length=spec.options.max_text_length,
-            max_message_bytes=spec.options.max_message_bytes,
-        )
-    )
+    return _source(spark, spec, without).transform(deployment_transform(spec, model))
 
 
 def unscored_stream(spark: SparkSession, spec: DeploymentSpec, model: Any) -> DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,18 +352,6 @@ def _command_line(pid: int) -> str:
     return proc.stdout
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise start/stop/fetch across processes (pytest workers, a second terminal)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _write_private(path: Path, text: str) -> None:
     """Write a file only the owner can read: server.properties holds the SASL passwords."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -451,7 +438,7 @@ class LocalBroker:
         Idempotent: if this run dir's broker is already running, returns at once. A stopped broker
         restarts with its data. Returns the PLAINTEXT bootstrap address.
         """
-        with _locked(self.run_dir / "broker.lock"):
+        with deps.file_lock(self.run_dir / "broker.lock"):
             pid = self._running_pid()
             if pid is not None:
                 self._check_same_config(pid)
@@ -473,7 +460,7 @@ class LocalBroker:
 
     def stop(self, timeout_s: float = 30) -> None:
         """SIGTERM (Kafka's controlled shutdown), SIGKILL after timeout_s. No error if not running."""
-        with _locked(self.run_dir / "broker.lock"):
+        with deps.file_lock(self.run_dir / "broker.lock"):
             pid = self._running_pid()
             if pid is None:
                 log.info("Kafka broker in %s is not running", self.run_dir)

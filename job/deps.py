@@ -176,8 +176,8 @@ def ivy_failure_summary(output: str, artifacts: Sequence[tuple[str, str, str]]) 
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise fetches across processes (pytest workers, a second terminal)."""
+def file_lock(path: Path) -> Iterator[None]:
+    """Serialise work across processes (pytest workers, a second terminal) with an flock on `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -207,7 +207,7 @@ def fetch_jars(
     java = java_executable()
     ivy = ivy_jar()
     home.mkdir(parents=True, exist_ok=True)
-    with _locked(home / "fetch.lock"):
+    with file_lock(home / "fetch.lock"):
         if jars_complete(lib_dir):  # another process fetched while we waited for the lock
             return lib_dir
         shutil.rmtree(lib_dir, ignore_errors=True)
@@ -258,7 +258,6 @@ def ivy_jar() -> Path:
 
 
 if __name__ == "__main__":
-
     what = sys.argv[1] if len(sys.argv) > 1 else "connector"
     commands = {
         "connector": connector_package,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
@@ -63,23 +63,26 @@ def model_info(model: LoadedModel) -> scoring.ModelInfo:
     return scoring.ModelInfo(name=meta.name, version=meta.version, label_values=tuple(meta.label_values))
 
 
+def deployment_transform(spec: DeploymentSpec, model: LoadedModel) -> Callable[[DataFrame], DataFrame]:
+    """Kafka source rows -> Kafka sink rows for this deployment and model (see `scoring.scoring_pipeline`)."""
+    return scoring.scoring_pipeline(
+        fields=model_input_fields(model),
+        model=model.pipeline,
+        info=model_info(model),
+        deployment=spec.name,
+        target_topic=spec.target.topic,
+        dead_letter_topic=spec.dead_letter.topic,
+        max_text_length=spec.options.max_text_length,
+        max_message_bytes=spec.options.max_message_bytes,
+    )
+
+
 def scored_stream(spark: SparkSession, spec: DeploymentSpec, model: LoadedModel) -> DataFrame:
     """The Kafka source with the scoring transforms applied: rows of (topic, key, value) for the sinks."""
     options = source_options(spec)
     logger.info("Kafka source options: %s", loggable(options))
     source = spark.readStream.format("kafka").options(**options).load()
-    return source.transform(
-        scoring.scoring_pipeline(
-            fields=model_input_fields(model),
-            model=model.pipeline,
-            info=model_info(model),
-            deployment=spec.name,
-            target_topic=spec.target.topic,
-            dead_letter_topic=spec.dead_letter.topic,
-            max_text_length=spec.options.max_text_length,
-            max_message_bytes=spec.options.max_message_bytes,
-        )
-    )
+    return source.transform(deployment_transform(spec, model))
 
 
 def start_query(

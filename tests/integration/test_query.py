@@ -13,20 +13,8 @@ from job.model import LoadedModel, load_model
 from job.query import StartupError, check_topics, start_query
 from job.spec import DeploymentSpec, parse_spec
 from tests.integration.kafka_utils import create_topics, produce, read_all, unique_topics
+from tests.integration.messages import GOOD_TEXTS
 from tests.paths import SHIPPED_MODEL
-
-TWEETS = [
-    "I love this new phone, best purchase ever!",
-    "Worst customer service I have ever had. Never again.",
-    "Just landed in Paris, so excited for the week ahead :)",
-    "My flight got cancelled and I lost my bag. Awful day.",
-    "Thank you all for the birthday wishes, you made my day",
-    "This traffic is killing me, an hour late again",
-    "Watching the sunset at the beach with friends",
-    "I'm so tired and sick of this rain",
-    "Great game tonight, what a comeback!",
-    "Can't believe they cancelled my favourite show, so sad",
-]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +44,7 @@ def test_every_id_is_scored_like_a_batch_transform(
     topics = unique_topics("in", "out", "dlq")
     create_topics(kafka_bootstrap, topics.values(), partitions=2)
     n = 300
-    texts = {i: f"{TWEETS[i % len(TWEETS)]} #{i}" for i in range(n)}
+    texts = {i: f"{GOOD_TEXTS[i % len(GOOD_TEXTS)]} #{i}" for i in range(n)}
     produce(
         kafka_bootstrap, topics["in"], [(None, json.dumps({"id": i, "text": t}).encode()) for i, t in texts.items()]
     )

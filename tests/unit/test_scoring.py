@@ -17,26 +17,12 @@ from pyspark.sql import functions as F
 
 from job import scoring
 from job.scoring import InputField, ModelInfo
+from tests.unit.tiny_data import TRAIN
 
 FIELDS = [InputField("id", "integer"), InputField("text", "string")]
 INFO = ModelInfo(name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"))
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 T0 = datetime(2026, 11, 27, 10, 0, 0)
-
-TRAIN = [
-    ("i love this so much", 1.0),
-    ("what a great happy day", 1.0),
-    ("wonderful amazing love it", 1.0),
-    ("so happy and glad", 1.0),
-    ("great fun love", 1.0),
-    ("best day ever happy", 1.0),
-    ("i hate this so much", 0.0),
-    ("what a terrible sad day", 0.0),
-    ("awful horrible hate it", 0.0),
-    ("so sad and angry", 0.0),
-    ("bad boring hate", 0.0),
-    ("worst day ever sad", 0.0),
-]
 
 
 @pytest.fixture(scope="module")
