@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 N = 10_000
 BATCH = 1_000
+KILL_BATCH = 200
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +130,22 @@ def test_kill_minus_9_mid_stream_then_restart_scores_everything(kafka_bootstrap:
     messages = mixed_stream(N, bad_every=10, first_id=100_000)
     sent = send(kafka_bootstrap, topics["in"], messages)
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(spec_doc(kafka_bootstrap, topics, tmp_path)), encoding="utf-8")
+    # Small, paced batches: the whole stream takes 25 s or more, so the kill lands mid-stream however fast
+    # the machine scores.
+    doc = spec_doc(
+        kafka_bootstrap,
+        topics,
+        tmp_path,
+        max_offsets_per_trigger=KILL_BATCH,
+        trigger={"processing_time": "500 milliseconds"},
+    )
+    spec_path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     log_path = tmp_path / "job.log"
 
     job = _run_job(spec_path, log_path)
     try:
         assert_eventually(
-            lambda: len(read_all(kafka_bootstrap, topics["out"])) >= 2 * BATCH or job.poll() is not None,
+            lambda: len(read_all(kafka_bootstrap, topics["out"])) >= 2 * KILL_BATCH or job.poll() is not None,
             180,
             "the first batches to be scored",
             interval_s=1,
@@ -155,8 +165,8 @@ def test_kill_minus_9_mid_stream_then_restart_scores_everything(kafka_bootstrap:
             os.killpg(job.pid, signal.SIGTERM)
             job.wait(timeout=120)
     duplicates = account(sent, out, dead)
-    # Only the micro-batch in flight at the kill may be written twice; it holds at most BATCH offsets.
-    assert duplicates <= BATCH
+    # Only the micro-batch in flight at the kill may be written twice; it holds at most KILL_BATCH offsets.
+    assert duplicates <= KILL_BATCH
     assert job.returncode == 0, log_path.read_text()[-3000:]
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["state"] == "STOPPED"
