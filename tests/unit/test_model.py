@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 from chispa import assert_approx_df_equality, assert_column_equality, assert_df_equality
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import HashingTF, Tokenizer
+from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,7 +23,6 @@ from job.model import (
     write_text_file,
 )
 from tests.paths import SHIPPED_MODEL
-from tests.unit.tiny_data import TRAIN
 
 INPUT = [(1, "love this great day"), (2, "hate this sad day"), (3, "so happy"), (4, "awful and boring")]
 AVAILABLE = ["id", "text"]
@@ -46,19 +43,6 @@ def metadata_doc(**overrides: Any) -> dict[str, Any]:
     }
     doc.update(overrides)
     return doc
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(spark: SparkSession) -> PipelineModel:
-    train = spark.createDataFrame(TRAIN, "text string, label double")
-    pipeline = Pipeline(
-        stages=[
-            Tokenizer(inputCol="text", outputCol="words"),
-            HashingTF(inputCol="words", outputCol="features", numFeatures=256),
-            LogisticRegression(maxIter=50, regParam=0.01),
-        ]
-    )
-    return pipeline.fit(train)
 
 
 @pytest.fixture

@@ -8,34 +8,18 @@ from datetime import datetime
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import HashingTF, Tokenizer
+from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from job import scoring
 from job.scoring import InputField, ModelInfo
-from tests.unit.tiny_data import TRAIN
 
 FIELDS = [InputField("id", "integer"), InputField("text", "string")]
 INFO = ModelInfo(name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"))
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 T0 = datetime(2026, 11, 27, 10, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(spark: SparkSession) -> PipelineModel:
-    train = spark.createDataFrame(TRAIN, "text string, label double")
-    pipeline = Pipeline(
-        stages=[
-            Tokenizer(inputCol="text", outputCol="words"),
-            HashingTF(inputCol="words", outputCol="features", numFeatures=256),
-            LogisticRegression(maxIter=50, regParam=0.01),
-        ]
-    )
-    return pipeline.fit(train)
 
 
 def kafka_rows(spark: SparkSession, values: list[bytes | None], key: bytes | None = b"k") -> DataFrame:
@@ -100,16 +84,16 @@ def test_parse_gives_typed_fields_for_good_messages_and_a_reason_for_each_bad_ki
     assert_df_equality(actual, expected, ignore_nullable=True)
 
 
-def test_score_matches_a_direct_model_transform(spark: SparkSession, tiny_model: PipelineModel) -> None:
+def test_score_matches_a_direct_model_transform(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
     texts = ["i love this great day", "i hate this awful day", "happy happy", "sad and bad"]
     values = [msg({"id": i, "text": t}) for i, t in enumerate(texts)]
     scored = (
         kafka_rows(spark, values)
         .transform(scoring.parse_messages(FIELDS, 100, 1000))
-        .transform(scoring.score(tiny_model, INFO))
+        .transform(scoring.score(tiny_pipeline, INFO))
         .select("id", scoring.PREDICTION, scoring.PREDICTED_LABEL, scoring.PROBABILITY)
     )
-    direct = tiny_model.transform(spark.createDataFrame(list(enumerate(texts)), "id int, text string"))
+    direct = tiny_pipeline.transform(spark.createDataFrame(list(enumerate(texts)), "id int, text string"))
     labels = F.array(F.lit("NEGATIVE"), F.lit("POSITIVE"))
     expected = direct.select(
         "id",
@@ -128,16 +112,18 @@ def test_score_matches_a_direct_model_transform(spark: SparkSession, tiny_model:
     assert all(r[scoring.PROBABILITY] > 0.5 for r in scored.collect())
 
 
-def test_label_mapping_follows_the_model_metadata(spark: SparkSession, tiny_model: PipelineModel) -> None:
+def test_label_mapping_follows_the_model_metadata(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
     flipped = ModelInfo("m", "v", ("POSITIVE", "NEGATIVE"))  # a model whose index 0 means POSITIVE
     df = kafka_rows(spark, [msg({"id": 1, "text": "i love this great day"})]).transform(
         scoring.parse_messages(FIELDS, 100, 1000)
     )
-    row = df.transform(scoring.score(tiny_model, flipped)).first()
+    row = df.transform(scoring.score(tiny_pipeline, flipped)).first()
     assert (row[scoring.PREDICTION], row[scoring.PREDICTED_LABEL]) == (1.0, "NEGATIVE")
 
 
-def test_kafka_records_for_good_and_bad_messages_in_one_batch(spark: SparkSession, tiny_model: PipelineModel) -> None:
+def test_kafka_records_for_good_and_bad_messages_in_one_batch(
+    spark: SparkSession, tiny_pipeline: PipelineModel
+) -> None:
     values = [msg({"id": 7, "text": "i love this great day"}), b"\xff\xfe bad", None, msg({"id": 8, "text": ""})]
     rows = [
         (b"k7", values[0], "tweets", 1, 40, T0),
@@ -147,7 +133,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(spark: SparkSessio
     ]
     df = spark.createDataFrame(rows, KAFKA_SCHEMA)
     records = df.transform(
-        scoring.scoring_pipeline(FIELDS, tiny_model, INFO, "dep-1", "scored", "scored.dlq", 100, 1000)
+        scoring.scoring_pipeline(FIELDS, tiny_pipeline, INFO, "dep-1", "scored", "scored.dlq", 100, 1000)
     ).collect()
     assert [(r.topic, r.key) for r in records] == [
         ("scored", bytearray(b"7")),
@@ -169,7 +155,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(spark: SparkSessio
         "sourcePartition": 1,
         "sourceOffset": 40,
     }
-    direct = tiny_model.transform(spark.createDataFrame([("i love this great day",)], "text string")).first()
+    direct = tiny_pipeline.transform(spark.createDataFrame([("i love this great day",)], "text string")).first()
     assert probability == pytest.approx(direct.probability[1], abs=1e-12)
     assert datetime.fromisoformat(scored_at).tzinfo is not None
 
@@ -219,9 +205,9 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(spark: SparkSessio
     ]
 
 
-def test_the_transforms_add_no_python_udf(spark: SparkSession, tiny_model: PipelineModel) -> None:
+def test_the_transforms_add_no_python_udf(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
     df = kafka_rows(spark, [msg({"id": 1, "text": "x"})]).transform(
-        scoring.scoring_pipeline(FIELDS, tiny_model, INFO, "d", "o", "o.dlq", 100, 1000)
+        scoring.scoring_pipeline(FIELDS, tiny_pipeline, INFO, "d", "o", "o.dlq", 100, 1000)
     )
     plan = df._jdf.queryExecution().executedPlan().toString()
     assert "BatchEvalPython" not in plan and "ArrowEvalPython" not in plan
