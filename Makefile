@@ -9,26 +9,27 @@ STAMP := $(VENV)/.installed-stamp
 BROKER_PORT ?= 9092
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint format model bench broker-start broker-stop broker-status clean
+.PHONY: help install demo test test-fast check lint typecheck format model bench broker-start broker-stop broker-status clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# A regular (not editable) install: it gives the `job` command without setuptools' editable-mode warnings,
-# and it is redone whenever the job's code changes. Commands run from here import the checkout itself.
-$(STAMP): pyproject.toml $(wildcard job/*.py)
+# An editable install: `.venv/bin/job` runs the checkout itself, so an edit needs no reinstall; only a change
+# of pyproject.toml (dependencies, entry points) redoes it. PYTHONWARNINGS quiets setuptools' note that a
+# folder named like the package sits in the working directory: here that folder is the package.
+$(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet '.[dev]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --editable '.[dev]'
 	@rm -rf build *.egg-info
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv, install the job and its test tools, fetch the connector and broker jars
-	$(PY) -m job.deps fetch
-	$(PY) -m job.broker fetch
+	$(PY) -m job.tools.deps fetch
+	$(PY) -m job.tools.broker fetch
 
 demo: install ## Start the local broker and the job, score a few dozen tweets live, then stop
-	$(PY) -m job.demo
+	$(PY) -m job.tools.demo
 
 test: install ## Run the whole test suite (starts its own Kafka broker)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -36,16 +37,21 @@ test: install ## Run the whole test suite (starts its own Kafka broker)
 test-fast: install ## Run the suite without the slow integration tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: install ## ruff check and format check
+check: lint typecheck ## Lint, format check and type check (CI runs this before the tests)
+
+lint: $(STAMP) ## ruff: lint and format check
 	$(VENV)/bin/ruff check job tests bench
 	$(VENV)/bin/ruff format --check job tests bench
 
-format: install ## Format the code with ruff
+typecheck: $(STAMP) ## mypy: strict on the runtime (job/runtime), the rest checked too (pyproject.toml)
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff format job tests bench
 	$(VENV)/bin/ruff check --fix job tests bench
 
 model: install ## Train the sample model into models/sentiment-prediction from ../shared/data
-	$(PY) -m job.train \
+	$(PY) -m job.training.train \
 	  --positive ../shared/data/sentiment140-100k/positive.txt \
 	  --negative ../shared/data/sentiment140-100k/negative.txt \
 	  --validation-text ../shared/data/tweeteval-sentiment-val/text.txt \
@@ -56,13 +62,13 @@ bench: install ## Run the benchmarks (results in bench/results/)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 broker-start: install ## Start the local Kafka 4.x broker (KRaft) on localhost:$(BROKER_PORT)
-	$(PY) -m job.broker start --port $(BROKER_PORT)
+	$(PY) -m job.tools.broker start --port $(BROKER_PORT)
 
 broker-stop: ## Stop the local Kafka broker
-	@if [ -x $(PY) ]; then $(PY) -m job.broker stop; else echo "nothing installed, no broker running"; fi
+	@if [ -x $(PY) ]; then $(PY) -m job.tools.broker stop; else echo "nothing installed, no broker running"; fi
 
 broker-status: ## Is the local broker running?
-	$(PY) -m job.broker status
+	$(PY) -m job.tools.broker status
 
 clean: broker-stop ## Remove local state (.state/); keeps the download cache (.cache/)
 	rm -rf .state spark-warehouse metastore_db derby.log

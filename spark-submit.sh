@@ -5,7 +5,7 @@
 #   ./spark-submit.sh --master spark://host:7077 --conf spark.executor.memory=2g run --spec config/local.yaml
 #
 # Everything before the job command (run, validate) goes to spark-submit unchanged; everything from it on goes
-# to the job (`job/main.py`). A literal `--` may also separate the two.
+# to the job (`job/runtime/main.py`). A literal `--` may also separate the two.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,25 +43,25 @@ if [[ ${#job_args[@]} -eq 0 ]]; then
 fi
 
 cd "$here"
-export SPARK_HOME="$("$python" -m job.deps spark-home)"
+export SPARK_HOME="$("$python" -m job.tools.deps spark-home)"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
 # Quiet Spark logging from the start (config/spark/log4j2.properties), unless you bring your own conf dir.
 export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$here/config/spark}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$python}"
 # The connector jars (fetched into .cache/ on the first run, offline afterwards); exits here if that fails.
-submit_lines="$("$python" -m job.deps submit-args)"
+submit_lines="$("$python" -m job.tools.deps submit-args)"
 mapfile -t connector_args <<<"$submit_lines"
 
-# The job's code travels as a zip so that a driver on a cluster node can import it as well.
+# The job's runtime (job/runtime/, and job/__init__.py that makes it importable) travels as a zip so that a
+# driver on a cluster node can import it as well. The tooling around it (job/tools, job/training, ...) does not.
 mkdir -p .cache
 "$python" - <<'PY'
-import pathlib, zipfile
+import os, pathlib, tempfile, zipfile
 root = pathlib.Path(".")
-import os, tempfile
 # Written beside and renamed, so two submits at the same moment never ship a half-written zip.
 fd, tmp = tempfile.mkstemp(dir=".cache", suffix=".zip.tmp")
 with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as z:
-    for path in sorted(root.glob("job/*.py")):
+    for path in [root / "job" / "__init__.py", *sorted((root / "job" / "runtime").glob("*.py"))]:
         z.write(path, path.as_posix())
 os.replace(tmp, ".cache/job-py.zip")
 PY
@@ -122,7 +122,7 @@ export STREAM_JOB_DRIVER_PID_FILE="$pid_file"
     "${connector_args[@]}" \
     --py-files .cache/job-py.zip \
     "${submit_args[@]}" \
-    job/main.py "${job_args[@]}"
+    job/runtime/main.py "${job_args[@]}"
 ) &
 child=$!
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -215,7 +215,8 @@ class ScorerParams:
         from pyspark.ml.classification import LogisticRegressionModel
         from pyspark.ml.feature import HashingTF, RegexTokenizer, Tokenizer
 
-        stages = list(pipeline.stages)
+        # Typed loosely: each stage is checked for its class just below, then used through its own params.
+        stages: list[Any] = list(pipeline.stages)
         kinds = [type(s).__name__ for s in stages]
         if (
             len(stages) != 3

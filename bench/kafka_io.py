@@ -13,7 +13,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from job.deps import PROJECT_ROOT
+from job.tools.deps import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
 

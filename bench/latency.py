@@ -206,7 +206,7 @@ def run_driver(
     """Run the driver as its own process (its threads stay clear of the Spark driver's Python)."""
     out = workdir / f"latency-{tag}.json"
     log = workdir / f"latency-{tag}.log"
-    from job.deps import PROJECT_ROOT
+    from job.tools.deps import PROJECT_ROOT
 
     with log.open("wb") as log_file:
         proc = subprocess.run(

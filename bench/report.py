@@ -182,16 +182,6 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
     micro = lat.get("micro_batch", {})
     if micro.get("p50_ms") is not None:
         lines += [explain_micro_batch(micro), ""]
-    rt = lat.get("real_time", {})
-    attempts = rt.get("attempts", [])
-    if attempts:
-        lines += ["Real-time mode (`trigger(realTime=...)`), in order tried:", ""]
-        for a in attempts:
-            outcome = "**runs**" if a.get("error") is None else f"refused: `{a['error']}`"
-            lines.append(f"- {a['variant']}: {outcome}")
-        lines.append("")
-    if rt.get("finding"):
-        lines += [rt["finding"], ""]
     return lines
 
 
@@ -489,8 +479,6 @@ def console_summary(results: Mapping[str, Any]) -> Sequence[str]:
             )
         elif m.get("error"):
             out.append(f"latency     {mode}: failed: {m['error'][:150]}")
-        elif m.get("finding"):
-            out.append(f"latency     {mode}: {m['finding'][:150]}")
     s = results.get("static")
     if s:
         out.append(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import kafka_io, report
-from job.deps import PROJECT_ROOT
+from job.tools.deps import PROJECT_ROOT
 
 logger = logging.getLogger("bench.run")
 
@@ -156,32 +156,24 @@ class Bench:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from job.model import load_model
+            from job.runtime.model import load_model
 
             self._model = load_model(self.spark, self.args.model, available_columns=["id", "text"])
         return self._model
 
 
 def build_spark(driver_memory: str) -> Any:
-    from pyspark.sql import SparkSession
+    from job.runtime.session import local_session
+    from job.tools.deps import spark_package_conf
 
-    from job.deps import spark_package_conf
-    from job.query import spark_conf
-
-    builder = (
-        SparkSession.builder.master("local[2]")
-        .appName("stream-deployment-bench")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", driver_memory)
-        .config("spark.sql.streaming.stopTimeout", "120s")
+    conf = {
+        **spark_package_conf(),
+        "spark.driver.memory": driver_memory,
+        "spark.sql.streaming.stopTimeout": "120s",
         # Keep every batch's progress of a latency run (the default keeps the last 100).
-        .config("spark.sql.streaming.numRecentProgressUpdates", "100000")
-    )
-    for key, value in {**spark_package_conf(), **spark_conf()}.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+        "spark.sql.streaming.numRecentProgressUpdates": "100000",
+    }
+    return local_session("stream-deployment-bench", conf=conf, log_level="ERROR")
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -192,8 +184,8 @@ def section_throughput(bench: Bench) -> dict[str, Any]:
 
     from bench import throughput as tp
     from bench.baseline import ScorerParams
-    from bench.queries import start_variant, with_pipeline
-    from job.query import start_query
+    from bench.queries import unscored, with_pipeline
+    from job.runtime.query import start_query
 
     args, model = bench.args, bench.model
     ctx = tp.Context(
@@ -211,12 +203,12 @@ def section_throughput(bench: Bench) -> dict[str, Any]:
     meta = model.metadata
     params_path = bench.workdir / "baseline-params.npz"
     ScorerParams.from_pipeline(model.pipeline, meta.label_values, meta.name, meta.version).save(params_path)
-    # The job densifies the LR coefficients at load (job.model.with_dense_coefficients); this variant runs the
+    # The job densifies the LR coefficients at load (job.runtime.model.with_dense_coefficients); this variant runs the
     # model as saved, so the run shows what that buys.
     sparse_model = with_pipeline(model, PipelineModel.load(args.model))
     starters: dict[str, Callable] = {
         tp.JOB: lambda spark, spec: start_query(spark, spec, model),
-        tp.IO_CEILING: lambda spark, spec: start_variant(spark, spec, model, score=False),
+        tp.IO_CEILING: lambda spark, spec: start_query(spark, spec, model, transform=unscored(spec, model)),
         tp.JOB_SPARSE_LR: lambda spark, spec: start_query(spark, spec, sparse_model),
     }
     result: dict[str, Any] = {
@@ -264,8 +256,8 @@ def section_throughput(bench: Bench) -> dict[str, Any]:
 
 def section_latency(bench: Bench) -> dict[str, Any]:
     from bench import latency
-    from bench.queries import make_spec, start_variant
-    from job.query import start_query
+    from bench.queries import make_spec
+    from job.runtime.query import start_query
 
     args, spark, model = bench.args, bench.spark, bench.model
     texts_path = bench.workdir / "latency-texts.json"
@@ -300,77 +292,22 @@ def section_latency(bench: Bench) -> dict[str, Any]:
     result["micro_batch"] = micro
 
     interval = args.real_time_interval
-    no_limit = ("maxOffsetsPerTrigger",)
-    # Each variant: what differs from start_query, and how to start it.
-    variants: list[tuple[str, list[str], Callable]] = [
-        ("as_shipped", [], lambda spec: start_query(spark, spec, model)),
-        ("update", [UPDATE], lambda spec: start_variant(spark, spec, model, output_mode="update")),
-        ("update_no_limit", [UPDATE, NO_LIMIT],
-         lambda spec: start_variant(spark, spec, model, output_mode="update", without_source_options=no_limit)),
-        ("update_no_limit_no_observe", [UPDATE, NO_LIMIT, NO_OBSERVE],
-         lambda spec: start_variant(spark, spec, model, output_mode="update", without_source_options=no_limit,
-                                    observe=False)),
-    ]  # fmt: skip
-    attempts: list[dict[str, Any]] = []
-    real_time: dict[str, Any] = {"trigger": f"real-time mode, realTime={interval!r}", "attempts": attempts}
-    for tag, changes, start in variants:
-        description = "start_query as shipped" if not changes else "start_query's query with " + ", ".join(changes)
-        topics, spec = spec_for(f"rt-{tag}", {"real_time": interval})
-        try:
-            query = start(spec)
-            error = latency.wait_started(query)
-        except Exception as exc:  # Spark refuses some queries in start() itself
-            error = latency.first_error_line(exc)
-        attempts.append({"variant": description, "changes": changes, "error": error})
-        logger.info("latency: real-time mode, %s: %s", description, error or "runs")
-        if error is None:
-            real_time["query"] = description
-            try:
-                real_time.update(run("real_time", topics, query))
-            except Exception as exc:
-                logger.exception("latency: real-time run failed")
-                real_time["error"] = latency.first_error_line(exc)
-            break
-        kafka_io.delete_topics(bench.bootstrap, [topics.source, topics.target, topics.dead_letter])
-    real_time["finding"] = real_time_finding(attempts)
+    real_time: dict[str, Any] = {
+        "trigger": f"real-time mode, realTime={interval!r}",
+        "query": "start_query (as shipped)",
+    }
+    try:
+        topics, spec = spec_for("real_time", {"real_time": interval})
+        query = start_query(spark, spec, model)
+        error = latency.wait_started(query)
+        if error:
+            raise RuntimeError(f"the real-time query failed to start: {error}")
+        real_time.update(run("real_time", topics, query))
+    except Exception as exc:
+        logger.exception("latency: real-time run failed")
+        real_time["error"] = latency.first_error_line(exc)
     result["real_time"] = real_time
     return result
-
-
-UPDATE = "outputMode('update')"
-NO_LIMIT = "no maxOffsetsPerTrigger source option"
-NO_OBSERVE = "no .observe(...)"
-JOB_CHANGES = {
-    UPDATE: "use `.outputMode('update')` in `start_query` when `spec.options.trigger.kind == 'real_time'` (real-time "
-    "mode accepts only update; for this stateless query update writes exactly the rows append writes)",
-    NO_LIMIT: "leave `maxOffsetsPerTrigger` out of the Kafka source options (`job.credentials.source_options`) when "
-    "the trigger is real_time (Spark: 'maxOffsetsPerTrigger is not compatible with real time mode'), and have the "
-    "spec refuse `max_offsets_per_trigger` with a real_time trigger",
-    NO_OBSERVE: "leave out the `.observe(...)` metrics in real-time mode (the status document's counts then need "
-    "another source)",
-}
-
-
-def real_time_finding(attempts: Sequence[dict[str, Any]]) -> str:
-    """What the attempts show, in one paragraph."""
-    if not attempts:
-        return ""
-    if attempts[0]["error"] is None:
-        return "Spark runs the job's query as shipped in real-time mode."
-    text = f"Spark refuses the job's query as shipped in real-time mode: `{attempts[0]['error']}`"
-    working = next((a for a in attempts if a["error"] is None), None)
-    if working is None:
-        return text + " No variant tried runs; see the errors above."
-    changes = "; ".join(JOB_CHANGES[c] for c in working["changes"])
-    kept = (
-        ""
-        if NO_OBSERVE in working["changes"]
-        else " The `.observe(...)` is accepted (CollectMetricsExec is on real-time mode's operator allowlist)."
-    )
-    return (
-        f"{text} It runs once these job changes are made: {changes}.{kept} No Spark conf is needed "
-        "(`spark.sql.streaming.realTimeMode.minBatchDuration` only sets the minimum batch duration, 5 s)."
-    )
 
 
 def section_static(bench: Bench) -> dict[str, Any]:
@@ -430,7 +367,7 @@ SECTION_RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
 def environment() -> dict[str, Any]:
     import pyspark
 
-    from job.broker import KAFKA_VERSION
+    from job.tools.broker import KAFKA_VERSION
 
     def first_line(cmd: list[str]) -> str:
         try:
@@ -479,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from job.broker import BrokerConfig, LocalBroker, free_port
+    from job.tools.broker import BrokerConfig, LocalBroker
+    from job.tools.processes import free_port
 
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -3,7 +3,7 @@
     python -m bench.scaleout --messages 20000 --partitions 4 --repeats 1
 
 A local Kafka broker (or the caller's) holds a backlog of `messages` tweets in a topic of `partitions`
-partitions. A standalone cluster (`job.standalone`: one master, one worker with 2 cores and 2g) runs the
+partitions. A standalone cluster (`job.tools.standalone`: one master, one worker with 2 cores and 2g) runs the
 job exactly as a person would (`./spark-submit.sh --master spark://... --deploy-mode client run --spec
 FILE`), once with one executor of one core (`spark.cores.max=1`) and once with two (`spark.cores.max=2`,
 `spark.executor.cores=1`), interleaved over `repeats` rounds, each on fresh output topics and a fresh
@@ -37,16 +37,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import kafka_io
 from bench.kafka_io import OffsetWatcher, Topics
-from job.deps import PROJECT_ROOT
-from job.standalone import StandaloneCluster, stop_job
+from job.runtime.status import StateStore
+from job.tools import specs
+from job.tools.deps import PROJECT_ROOT
+from job.tools.processes import stop_job
+from job.tools.specs import SHIPPED_MODEL, spec_document
+from job.tools.standalone import StandaloneCluster
 
 logger = logging.getLogger(__name__)
 
-MODEL = PROJECT_ROOT / "models" / "sentiment-prediction"
+MODEL = SHIPPED_MODEL
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 # name -> (spark.cores.max, spark.executor.cores): executors = cores.max / executor.cores.
 CONFIGS: dict[str, tuple[int, int]] = {"1_executor": (1, 1), "2_executors": (2, 1)}
@@ -69,7 +71,7 @@ def run_scaleout(
 ) -> dict[str, Any]:
     """Messages per second draining the same backlog with 1 and with 2 executors; medians and their ratio.
 
-    `broker` is a started `job.broker.LocalBroker` (or anything with `bootstrap_servers` and
+    `broker` is a started `job.tools.broker.LocalBroker` (or anything with `bootstrap_servers` and
     `create_topic`); without one, a broker is started in `workdir` and stopped at the end. `texts` are
     the tweets (default: the shared data set, else generated ones). `max_offsets_per_trigger` defaults
     to the job's own default.
@@ -80,7 +82,8 @@ def run_scaleout(
     workdir.mkdir(parents=True, exist_ok=True)
     own_broker = broker is None
     if own_broker:
-        from job.broker import BrokerConfig, LocalBroker, free_port
+        from job.tools.broker import BrokerConfig, LocalBroker
+        from job.tools.processes import free_port
 
         broker = LocalBroker(BrokerConfig(run_dir=workdir / "kafka", port=free_port(), controller_port=free_port()))
         broker.start(timeout_s=120)
@@ -189,7 +192,7 @@ def drain(
         broker.create_topic(topic, partitions=partitions)
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = write_spec(run_dir, broker.bootstrap_servers, topics, max_offsets_per_trigger)
-    status_file = run_dir / "state" / "status.json"
+    store = StateStore(str(run_dir / "state"))
     log_path = run_dir / "job.log"
     started = time.monotonic()
     running_at = finished_at = None
@@ -209,10 +212,10 @@ def drain(
         ):
             while time.monotonic() - started < timeout_s and proc.poll() is None:
                 now = time.monotonic()
-                if running_at is None and _state(status_file) == "RUNNING":
+                if running_at is None and _status(store).get("state") == "RUNNING":
                     running_at = now
-                if first_batch is None and _records_in(status_file) > 0:
-                    first_batch = (now, _records_in(status_file))
+                if first_batch is None and _records_in(store) > 0:
+                    first_batch = (now, _records_in(store))
                 if out.total() + dead.total() >= messages:
                     finished_at = time.monotonic()
                     break
@@ -220,9 +223,9 @@ def drain(
             written, dead_lettered = out.total(), dead.total()
         # The records are in Kafka before the listener records the batch's progress; wait for it.
         deadline = time.monotonic() + 30
-        while _records_in(status_file) < messages and time.monotonic() < deadline and proc.poll() is None:
+        while _records_in(store) < messages and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        status = _status(status_file)
+        status = _status(store)
     finally:
         code = stop_job(proc)
     if finished_at is None or running_at is None:
@@ -255,24 +258,15 @@ def drain(
 
 
 def write_spec(run_dir: Path, bootstrap: str, topics: Topics, max_offsets_per_trigger: int | None) -> Path:
-    connection = {"bootstrap_servers": [bootstrap]}
     options: dict[str, Any] = {"starting_offsets": "earliest"}  # default trigger: as fast as possible
     if max_offsets_per_trigger is not None:
         options["max_offsets_per_trigger"] = max_offsets_per_trigger
-    spec = {
-        "name": f"bench-scaleout-{run_dir.name}",
-        "type": "stream",
-        "input": {"connection": connection, "source": {"topic": topics.source}},
-        "output": {"connection": connection, "target": {"topic": topics.target}},
-        "dead_letter": {"topic": topics.dead_letter},
-        "model": {"location": str(MODEL)},
-        "checkpoint_location": str(run_dir / "checkpoint"),
-        "state_location": str(run_dir / "state"),
-        "options": options,
-    }
-    path = run_dir / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return path
+    roles = {"in": topics.source, "out": topics.target, "dlq": topics.dead_letter}
+    document = spec_document(
+        f"bench-scaleout-{run_dir.name}", roles, run_dir / "checkpoint", bootstrap, model=MODEL,
+        state=run_dir / "state", options=options,
+    )  # fmt: skip
+    return specs.write_spec(run_dir / "spec.yaml", document)
 
 
 def summarize(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -294,19 +288,15 @@ def _median(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 1) if known else None
 
 
-def _status(path: Path) -> dict[str, Any]:
+def _status(store: StateStore) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return store.read_status() or {}
+    except ValueError:  # never half a document (it is replaced atomically), but say nothing rather than fail
         return {}
 
 
-def _state(path: Path) -> str | None:
-    return _status(path).get("state")
-
-
-def _records_in(path: Path) -> int:
-    return int((_status(path).get("totals") or {}).get("records_in", 0))
+def _records_in(store: StateStore) -> int:
+    return int((_status(store).get("totals") or {}).get("records_in", 0))
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:

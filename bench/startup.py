@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import kafka_io
 from bench.kafka_io import OffsetWatcher
-from job.deps import PROJECT_ROOT
-from job.status import StateStore
+from job.runtime.status import StateStore
+from job.tools import specs
+from job.tools.processes import launch_job, stop_job
+from job.tools.specs import spec_document
 
 logger = logging.getLogger(__name__)
 
@@ -45,27 +42,18 @@ def measure_startup(
     run_dir = workdir / f"startup-{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     state = run_dir / "state"
-    spec = {
-        "name": f"bench-startup-{tag}",
-        "type": "stream",
-        "input": {"connection": {"bootstrap_servers": [bootstrap]}, "source": {"topic": topics.source}},
-        "output": {"connection": {"bootstrap_servers": [bootstrap]}, "target": {"topic": topics.target}},
-        "dead_letter": {"topic": topics.dead_letter},
-        "model": {"location": model_location},
-        "checkpoint_location": str(run_dir / "checkpoint"),
-        "state_location": str(state),
-        "options": {"starting_offsets": "earliest", "trigger": {"processing_time": "1 second"}},
-    }
-    spec_path = run_dir / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    roles = {"in": topics.source, "out": topics.target, "dlq": topics.dead_letter}
+    document = spec_document(
+        f"bench-startup-{tag}", roles, run_dir / "checkpoint", bootstrap, model=model_location, state=state,
+        options={"starting_offsets": "earliest", "trigger": {"processing_time": "1 second"}},
+    )  # fmt: skip
+    spec_path = specs.write_spec(run_dir / "spec.yaml", document)
     store = StateStore(str(state))
     log_path = run_dir / "job.log"
     milestones: dict[str, float] = {}
-    command = [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", "run", "--spec", str(spec_path)]
-    with OffsetWatcher(bootstrap, topics.target) as out, log_path.open("wb") as log:
+    with OffsetWatcher(bootstrap, topics.target) as out:
         started = time.monotonic()
-        # Its own session, so that it (the JVM and the Python driver under it) can be stopped as a group.
-        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = launch_job(["run", "--spec", str(spec_path)], log_path)
         try:
             while time.monotonic() - started < timeout_s:
                 status = (store.read_status() or {}).get("state")
@@ -88,24 +76,3 @@ def measure_startup(
         "seconds_to_status": {k: round(v, 2) for k, v in milestones.items() if k != "first_scored_record"},
         "command": " ".join(["./spark-submit.sh", "--master", "local[2]", "run", "--spec", "<spec.yaml>"]),
     }
-
-
-def stop_job(proc: subprocess.Popen[bytes], store: StateStore, timeout_s: float = 60) -> None:
-    """The stop marker first (a graceful stop), then SIGTERM, then SIGKILL to the job's process group."""
-    if proc.poll() is None:
-        store.request_stop()
-        try:
-            proc.wait(timeout=timeout_s)
-            return
-        except subprocess.TimeoutExpired:
-            logger.warning("the job did not stop on its stop marker within %.0f s; sending SIGTERM", timeout_s)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=20)
-            return
-        except subprocess.TimeoutExpired:
-            continue

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from pyspark.ml import PipelineModel
-from pyspark.ml.classification import LogisticRegressionModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -25,9 +24,10 @@ from bench.baseline import Scorer, ScorerParams
 from bench.codegen import CodegenCounter, plan_method_sizes
 from bench.kafka_io import tweets_frame
 from bench.queries import constant_scores
-from job import scoring
-from job.query import model_info, model_input_fields
-from job.spec import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_TEXT_LENGTH
+from job.runtime import scoring
+from job.runtime.model import with_dense_coefficients
+from job.runtime.query import model_info, model_input_fields
+from job.runtime.values import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_TEXT_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -78,28 +78,6 @@ def sparse_dot_steps(coefficient_indices: np.ndarray, doc: np.ndarray, index: np
     return walked + np.bincount(doc, minlength=rows)
 
 
-def densify_logistic_regression(spark: SparkSession, model: LogisticRegressionModel) -> LogisticRegressionModel:
-    """The same LogisticRegressionModel with its coefficient matrix stored dense (all params copied).
-
-    `BLAS.dot(sparse features, dense coefficients)` is one multiply-add per feature of the row, and sums in
-    the same order as the sparse-sparse loop, so the predictions are unchanged to the bit.
-    """
-    java = model._java_obj
-    matrix = java.coefficientMatrix()
-    dense = spark._jvm.org.apache.spark.ml.classification.LogisticRegressionModel(
-        java.uid(), matrix.toDense(), java.interceptVector(), java.numClasses(), matrix.numRows() > 1
-    )
-    # copy(extra) builds a new model from this one's coefficients, then copies the old one's params.
-    return LogisticRegressionModel(dense.copy(java.extractParamMap()))
-
-
-def densified_pipeline(spark: SparkSession, pipeline: PipelineModel) -> PipelineModel:
-    stages = list(pipeline.stages)
-    return PipelineModel(
-        [densify_logistic_regression(spark, s) if isinstance(s, LogisticRegressionModel) else s for s in stages]
-    )
-
-
 def reference_parse(df: DataFrame, fields: Sequence[scoring.InputField]) -> DataFrame:
     """JSON parsed once into a variant column, then each field taken from it: no validation at all.
 
@@ -147,7 +125,8 @@ def run_static(
 ) -> dict[str, Any]:
     """All static figures; `model` is the job's LoadedModel (pipeline + metadata)."""
     pipeline: PipelineModel = model.pipeline
-    stages = list(pipeline.stages)
+    # Typed loosely: each stage is used through the params of its own class (outputCol, predictionCol, ...).
+    stages: list[Any] = list(pipeline.stages)
     names = [type(s).__name__ for s in stages]
     lr = stages[-1]
     result: dict[str, Any] = {"rows": rows, "investigation_rows": investigation_rows, "stages": names}
@@ -172,7 +151,7 @@ def run_static(
         for row in stage_breakdown({n: prefix[n] for n in names}, rows)
     ]
 
-    dense_pipeline = densified_pipeline(spark, pipeline)
+    dense_pipeline = with_dense_coefficients(spark, pipeline)
     result["pipeline_dense_lr"] = _rate(
         rows, time_noop(dense_pipeline.transform(base).select(lr.getPredictionCol(), lr.getProbabilityCol()), repeats)
     )
@@ -184,7 +163,7 @@ def run_static(
     words = _cached(PipelineModel(stages[:1]).transform(small).select(stages[0].getOutputCol()))
     features = _cached(PipelineModel(stages[:2]).transform(small).select(stages[1].getOutputCol()))
     pred, prob, raw = lr.getPredictionCol(), lr.getProbabilityCol(), lr.getRawPredictionCol()
-    dense_lr = dense_pipeline.stages[-1]
+    dense_lr: Any = dense_pipeline.stages[-1]
     kafka_rows = _cached(_kafka_rows(small))
     fields = model_input_fields(model)
     parse = scoring.parse_messages(fields, DEFAULT_MAX_TEXT_LENGTH, DEFAULT_MAX_MESSAGE_BYTES)
@@ -235,7 +214,7 @@ def run_static(
 
 def _lr_facts(pipeline: PipelineModel, texts: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
     """Sizes that explain the LR cost: stored coefficients, features per row, sparse-dot loop steps."""
-    lr = pipeline.stages[-1]
+    lr: Any = pipeline.stages[-1]
     matrix = lr.coefficientMatrix
     params = ScorerParams.from_pipeline(pipeline, labels)
     sample = list(texts[: min(len(texts), 20_000)])

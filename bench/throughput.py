@@ -24,9 +24,9 @@ from pyspark.sql.streaming import StreamingQuery
 from bench import kafka_io
 from bench.codegen import CodegenCounter
 from bench.kafka_io import OffsetWatcher, Topics
-from bench.procstat import Monitor, descendants, has_exited, sample_until, wait_with_rusage
 from bench.queries import make_spec
-from job.deps import PROJECT_ROOT
+from job.tools.deps import PROJECT_ROOT
+from job.tools.processes import Monitor, descendants, has_exited, sample_until, wait_with_rusage
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ IO_CEILING = "io_ceiling"
 BASELINE = "baseline"
 JOB_SPARSE_LR = "job_sparse_lr"
 DESCRIPTIONS = {
-    JOB: "the job as shipped: job.query.start_query, trigger available_now",
+    JOB: "the job as shipped: job.runtime.query.start_query, trigger available_now",
     IO_CEILING: "the same query without the model (parse, constant scores, shape, write): the I/O ceiling",
     BASELINE: "hand-written kafka-python consumer + NumPy scorer with the same model",
     JOB_SPARSE_LR: "the job with the LogisticRegression coefficients as saved (sparse), without the load-time fix",
@@ -84,7 +84,7 @@ class Progress:
 
 def _finish_query(query: StreamingQuery, timeout_s: float) -> str | None:
     """Let an available-now query end by itself; return its error text, if any."""
-    if not query.awaitTermination(timeout_s):
+    if not query.awaitTermination(int(timeout_s)):
         query.stop()
     error = query.exception()
     return str(error).splitlines()[0] if error is not None else None

@@ -7,23 +7,16 @@ from collections.abc import Iterator
 import pytest
 from pyspark.sql import SparkSession
 
-from job.deps import spark_package_conf
-from job.query import spark_conf
+from job.runtime.session import local_session
+from job.tools.deps import spark_package_conf
 
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    builder = (
-        SparkSession.builder.master("local[2]")
-        .appName("stream-deployment-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "2g")
-        .config("spark.sql.streaming.stopTimeout", "60s")
-    )
     # The Kafka connector matching the pinned pyspark, resolved once into the project's cache.
-    for key, value in {**spark_package_conf(), **spark_conf()}.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    session = local_session(
+        "stream-deployment-tests",
+        conf={**spark_package_conf(), "spark.driver.memory": "2g", "spark.sql.streaming.stopTimeout": "60s"},
+    )
     yield session
     session.stop()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from job.tools.deps import PROJECT_ROOT
+from job.tools.specs import SHIPPED_MODEL
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-SHIPPED_MODEL = PROJECT_ROOT / "models" / "sentiment-prediction"
+
+__all__ = ["PROJECT_ROOT", "SHARED_DATA", "SHIPPED_MODEL"]

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from job.broker import BrokerConfig, LocalBroker, free_port
+from job.tools.broker import BrokerConfig, LocalBroker
+from job.tools.processes import free_port
 
 # Every test in this folder talks to a real broker.
 pytestmark = pytest.mark.integration

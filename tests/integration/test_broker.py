@@ -18,17 +18,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from job import broker as broker_module
-from job.broker import (
-    KAFKA_VERSION,
-    BrokerConfig,
-    BrokerError,
-    LocalBroker,
-    fetch_kafka,
-    free_port,
-    lib_is_complete,
-    port_is_free,
-)
+from job.tools import broker as broker_module
+from job.tools.broker import KAFKA_VERSION, BrokerConfig, BrokerError, LocalBroker, fetch_kafka, lib_is_complete
+from job.tools.processes import free_port, port_is_free
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +164,7 @@ def test_sasl_ssl_round_trip(broker: LocalBroker) -> None:
 
 def test_sasl_plaintext_round_trip(broker: LocalBroker) -> None:
     topic = fresh_topic(broker)
-    client = {
+    client: dict[str, Any] = {
         "bootstrap_servers": broker.bootstrap_servers_for("SASL_PLAINTEXT"),
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "PLAIN",
@@ -208,7 +200,8 @@ def test_broker_certificate_verifies_against_its_ca_only(broker: LocalBroker, ca
         socket.create_connection(("localhost", port), timeout=10) as raw,
         trusting.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
-        assert dict(pair[0] for pair in tls.getpeercert()["subject"]) == {"commonName": "localhost"}
+        certificate: Any = tls.getpeercert()
+        assert dict(pair[0] for pair in certificate["subject"]) == {"commonName": "localhost"}
 
     mismatched = ssl.create_default_context(cafile=str(broker.other_ca_pem_path))
     with (
@@ -311,7 +304,7 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "job.broker", *args, "--run-dir", str(run_dir)],
+            [sys.executable, "-m", "job.tools.broker", *args, "--run-dir", str(run_dir)],
             cwd=PROJECT_ROOT,
             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
             capture_output=True,

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pyspark.sql import SparkSession
 
-from job.broker import free_port
-from job.model import load_model
-from job.standalone import StandaloneCluster, child_processes, executor_pids, get_json, stop_job
+from job.runtime.model import load_model
+from job.tools import specs
+from job.tools.processes import child_processes, free_port, stop_job
+from job.tools.standalone import StandaloneCluster, executor_pids, get_json
 from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, Message, mixed_stream
 from tests.paths import SHIPPED_MODEL
@@ -40,7 +40,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneClus
 
 
 def write_spec(path: Path, bootstrap: str, topics: dict[str, str], min_partitions: int | None) -> tuple[Path, str]:
-    connection = {"bootstrap_servers": [bootstrap]}
     options: dict[str, Any] = {
         "starting_offsets": "earliest",
         "trigger": {"processing_time": "500 milliseconds"},
@@ -51,20 +50,10 @@ def write_spec(path: Path, bootstrap: str, topics: dict[str, str], min_partition
     if min_partitions is not None:
         options["min_partitions"] = min_partitions
     name = f"cluster-{topics['in']}"
-    doc = {
-        "name": name,
-        "type": "stream",
-        "input": {"connection": connection, "source": {"topic": topics["in"]}},
-        "output": {"connection": connection, "target": {"topic": topics["out"]}},
-        "dead_letter": {"topic": topics["dlq"]},
-        "model": {"location": str(SHIPPED_MODEL)},
-        # Absolute paths: the executors run in the worker's folders, the driver in the project's.
-        "checkpoint_location": str(path.parent / "checkpoint"),
-        "state_location": str(path.parent / "state"),
-        "options": options,
-    }
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return path, name
+    # Absolute paths: the executors run in the worker's folders, the driver in the project's.
+    document = specs.spec_document(name, topics, path.parent / "checkpoint", bootstrap, state=path.parent / "state",
+                             options=options)  # fmt: skip
+    return specs.write_spec(path, document), name
 
 
 def expected_scores(spark: SparkSession, messages: list[Message]) -> dict[int, tuple[str, float, str, float]]:
@@ -180,7 +169,7 @@ def test_the_job_scores_every_message_on_the_cluster_executors_with_tasks_per_to
     assert len(jvms) == 2
     assert python_children == {pid: {} for pid in jvms}
     # The model was loaded once for the query, not once per micro-batch.
-    assert log.read_text(errors="replace").count("job.model: loaded model 'Sentiment Prediction'") == 1
+    assert log.read_text(errors="replace").count("job.runtime.model: loaded model 'Sentiment Prediction'") == 1
     assert status["totals"] == {"records_in": 400, "records_scored": 360, "records_dead_lettered": 40}
 
     # Every message exactly once, scored exactly as the model scores it in a batch transform.
@@ -190,6 +179,7 @@ def test_the_job_scores_every_message_on_the_cluster_executors_with_tasks_per_to
     assert sorted(scored) == sorted(good)
     for pos, record in scored.items():
         message, value = good[pos], record.json()
+        assert message.id is not None
         text, prediction, label, probability = expected[message.id]
         assert record.key == str(message.id).encode()
         assert (value["id"], value["text"], value["sourceTopic"]) == (message.id, text, topics["in"])

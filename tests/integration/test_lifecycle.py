@@ -14,38 +14,34 @@ from typing import Any
 
 import yaml
 
+from job.tools import specs
 from tests.integration.kafka_utils import Record, assert_eventually, create_topics, produce, read_all, unique_topics
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, mixed_stream
-from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
+from tests.paths import PROJECT_ROOT
 
 
 def write_spec(path: Path, bootstrap: str, topics: dict[str, str], **extra: Any) -> Path:
-    connection = {"bootstrap_servers": [bootstrap]}
-    doc = {
-        "name": f"lifecycle-{topics['in']}",
-        "type": "stream",
-        "description": "lifecycle test",
-        "input": {"connection": connection, "source": {"topic": topics["in"], "type": "kafka"}},
-        "output": {"connection": connection, "target": {"topic": topics["out"], "type": "kafka"}},
-        "dead_letter": {"topic": topics["dlq"]},
-        "model": {"location": str(SHIPPED_MODEL)},
-        "checkpoint_location": str(path.parent / "checkpoint"),
-        "state_location": str(path.parent / "state"),
-        "options": {
+    document = specs.spec_document(
+        f"lifecycle-{topics['in']}",
+        topics,
+        path.parent / "checkpoint",
+        bootstrap,
+        state=path.parent / "state",
+        description="lifecycle test",
+        options={
             "starting_offsets": "earliest",
             "trigger": {"processing_time": "500 milliseconds"},
             "max_text_length": MAX_TEXT_LENGTH,
             "max_message_bytes": MAX_MESSAGE_BYTES,
         },
         **extra,
-    }
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return path
+    )
+    return specs.write_spec(path, document)
 
 
 def job_command(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "job.main", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "job.runtime.main", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
     )
 
 
@@ -232,7 +228,7 @@ def test_validate_prints_the_resolved_deployment_and_fails_on_a_bad_model(kafka_
 def test_prometheus_endpoint_shows_the_query_rates(kafka_bootstrap: str, tmp_path: Path) -> None:
     import urllib.request
 
-    from job.broker import free_port
+    from job.tools.processes import free_port
 
     topics = unique_topics("in", "out", "dlq")
     create_topics(kafka_bootstrap, topics.values(), partitions=1)

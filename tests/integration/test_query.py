@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from job.model import LoadedModel, load_model
-from job.query import StartupError, check_topics, start_query
-from job.spec import DeploymentSpec, parse_spec
+from job.runtime.cluster_check import StartupError, check_topics
+from job.runtime.model import LoadedModel, load_model
+from job.runtime.query import start_query
+from job.runtime.values import DeploymentSpec
+from job.tools import specs
 from tests.integration.kafka_utils import create_topics, produce, read_all, unique_topics
 from tests.integration.messages import GOOD_TEXTS
 from tests.paths import SHIPPED_MODEL
@@ -23,18 +26,9 @@ def model(spark: SparkSession) -> LoadedModel:
 
 
 def make_spec(bootstrap: str, topics: dict[str, str], tmp_path: Path, **options: object) -> DeploymentSpec:
-    connection = {"bootstrap_servers": [bootstrap]}
-    return parse_spec(
-        {
-            "name": "it-deployment",
-            "type": "stream",
-            "input": {"connection": connection, "source": {"topic": topics["in"], "type": "kafka"}},
-            "output": {"connection": connection, "target": {"topic": topics["out"], "type": "kafka"}},
-            "dead_letter": {"topic": topics["dlq"]},
-            "model": {"location": str(SHIPPED_MODEL)},
-            "checkpoint_location": str(tmp_path / "checkpoint"),
-            "options": {"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}, **options},
-        }
+    options = {"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}, **options}
+    return specs.build_spec(
+        specs.spec_document("it-deployment", topics, tmp_path / "checkpoint", bootstrap, options=options)
     )
 
 
@@ -49,14 +43,14 @@ def test_every_id_is_scored_like_a_batch_transform(
         kafka_bootstrap, topics["in"], [(None, json.dumps({"id": i, "text": t}).encode()) for i, t in texts.items()]
     )
     spec = make_spec(kafka_bootstrap, topics, tmp_path)
-    check_topics(spec)
+    check_topics(spec, spark)
     query = start_query(spark, spec, model)
     try:
         out = read_all(kafka_bootstrap, topics["out"], expected=n, timeout_s=120)
         assert query.exception() is None
     finally:
         query.stop()
-    got = {json.loads(r.value)["id"]: (r.key, json.loads(r.value)) for r in out}
+    got = {r.json()["id"]: (r.key, r.json()) for r in out}
     assert sorted(got) == list(range(n))
     assert read_all(kafka_bootstrap, topics["dlq"]) == []
 
@@ -64,7 +58,7 @@ def test_every_id_is_scored_like_a_batch_transform(
     labels = model.metadata.label_values
     expected = {
         r.id: (labels[int(r.prediction)], r.p)
-        for r in batch.select("id", "prediction", vector_to_array("probability").alias("p")).collect()
+        for r in batch.select("id", "prediction", vector_to_array(F.col("probability")).alias("p")).collect()
     }
     for i, (key, record) in got.items():
         label, probabilities = expected[i]
@@ -106,11 +100,11 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_stream_carries_on(
     ]
 
 
-def test_missing_topic_fails_fast_naming_it(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_missing_topic_fails_fast_naming_it(spark: SparkSession, kafka_bootstrap: str, tmp_path: Path) -> None:
     topics = unique_topics("in", "out", "dlq")
     create_topics(kafka_bootstrap, [topics["in"], topics["out"]])
     with pytest.raises(StartupError) as err:
-        check_topics(make_spec(kafka_bootstrap, topics, tmp_path), timeout_s=20)
+        check_topics(make_spec(kafka_bootstrap, topics, tmp_path), spark, timeout_s=20)
     assert str(err.value) == (
         f"topic(s) {topics['dlq']} not found on {kafka_bootstrap}; create them first (the job does not create topics)"
     )

@@ -15,10 +15,12 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
-from job.broker import BrokerConfig, LocalBroker, free_port
-from job.model import LoadedModel, load_model
-from job.query import start_query
-from job.spec import parse_spec
+from job.runtime.model import LoadedModel, load_model
+from job.runtime.query import start_query
+from job.runtime.spec import parse_spec
+from job.tools import specs
+from job.tools.broker import BrokerConfig, LocalBroker
+from job.tools.processes import free_port
 from tests.integration.kafka_utils import Record, assert_eventually, create_topics, produce, read_all, unique_topics
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, Message, mixed_stream
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
@@ -36,17 +38,13 @@ def model(spark: SparkSession) -> LoadedModel:
 
 
 def spec_doc(bootstrap: str, topics: dict[str, str], tmp_path: Path, **options: Any) -> dict[str, Any]:
-    connection = {"bootstrap_servers": [bootstrap]}
-    return {
-        "name": f"reliability-{topics['in']}",
-        "type": "stream",
-        "input": {"connection": connection, "source": {"topic": topics["in"], "type": "kafka"}},
-        "output": {"connection": connection, "target": {"topic": topics["out"], "type": "kafka"}},
-        "dead_letter": {"topic": topics["dlq"]},
-        "model": {"location": str(SHIPPED_MODEL)},
-        "checkpoint_location": str(tmp_path / "checkpoint"),
-        "state_location": str(tmp_path / "state"),
-        "options": {
+    return specs.spec_document(
+        f"reliability-{topics['in']}",
+        topics,
+        tmp_path / "checkpoint",
+        bootstrap,
+        state=tmp_path / "state",
+        options={
             "starting_offsets": "earliest",
             "trigger": {"processing_time": "200 milliseconds"},
             "max_offsets_per_trigger": BATCH,
@@ -54,7 +52,7 @@ def spec_doc(bootstrap: str, topics: dict[str, str], tmp_path: Path, **options: 
             "max_message_bytes": MAX_MESSAGE_BYTES,
             **options,
         },
-    }
+    )
 
 
 def send(bootstrap: str, topic: str, messages: list[Message]) -> list[tuple[int, int, Message]]:

@@ -23,15 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from job.broker import BrokerConfig, LocalBroker, free_port, java_executable
-from job.credentials import ScrubbingFilter, Secret, jaas_config, scrubber
-from job.model import LoadedModel, load_model
-from job.query import StartupError, check_topics, start_query
-from job.spec import DeploymentSpec, parse_spec
+from job.runtime.cluster_check import StartupError, check_topics
+from job.runtime.connection import connection_scrubber, jaas_config
+from job.runtime.model import LoadedModel, load_model
+from job.runtime.query import start_query
+from job.runtime.secrets import ScrubbingFilter, Secret
+from job.runtime.values import DeploymentSpec
+from job.tools import specs
+from job.tools.broker import BrokerConfig, LocalBroker, java_executable
+from job.tools.processes import free_port
 from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
 
@@ -98,19 +102,15 @@ def make_spec(
     tmp_path: Path,
     environ: dict[str, str] | None = None,
 ) -> DeploymentSpec:
-    return parse_spec(
-        {
-            "name": "security-it",
-            "type": "stream",
-            "input": {"connection": inbound, "source": {"topic": topics["in"]}},
-            "output": {"connection": outbound, "target": {"topic": topics["out"]}},
-            "dead_letter": {"topic": topics["dlq"]},
-            "model": {"location": str(SHIPPED_MODEL)},
-            "checkpoint_location": str(tmp_path / "checkpoint"),
-            "options": {"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}},
-        },
-        environ=environ or {},
+    document = specs.spec_document(
+        "security-it",
+        topics,
+        tmp_path / "checkpoint",
+        input_connection=inbound,
+        output_connection=outbound,
+        options={"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}},
     )
+    return specs.build_spec(document, environ)
 
 
 def fresh_topics(broker: LocalBroker) -> dict[str, str]:
@@ -143,7 +143,7 @@ def assert_scores_end_to_end(
     labels = model.metadata.label_values
     expected = {
         r.id: (labels[int(r.prediction)], r.p[int(r.prediction)])
-        for r in batch.select("id", "prediction", vector_to_array("probability").alias("p")).collect()
+        for r in batch.select("id", "prediction", vector_to_array(F.col("probability")).alias("p")).collect()
     }
     got = {r.json()["id"]: r for r in out}
     assert sorted(got) == list(range(n))
@@ -402,7 +402,7 @@ def spark_submit(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen
 
 def job_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "job.main", *args],
+        [sys.executable, "-m", "job.runtime.main", *args],
         cwd=PROJECT_ROOT,
         env={**os.environ, **env},
         capture_output=True,
@@ -414,20 +414,17 @@ def job_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 def write_spec(
     path: Path, inbound: dict[str, Any], outbound: dict[str, Any], topics: dict[str, str], **extra: Any
 ) -> Path:
-    doc = {
-        "name": f"security-{topics['in']}",
-        "type": "stream",
-        "input": {"connection": inbound, "source": {"topic": topics["in"]}},
-        "output": {"connection": outbound, "target": {"topic": topics["out"]}},
-        "dead_letter": {"topic": topics["dlq"]},
-        "model": {"location": str(SHIPPED_MODEL)},
-        "checkpoint_location": str(path.parent / "checkpoint"),
-        "state_location": str(path.parent / "state"),
-        "options": {"starting_offsets": "earliest", "trigger": {"processing_time": "1 second"}},
+    document = specs.spec_document(
+        f"security-{topics['in']}",
+        topics,
+        path.parent / "checkpoint",
+        state=path.parent / "state",
+        input_connection=inbound,
+        output_connection=outbound,
+        options={"starting_offsets": "earliest", "trigger": {"processing_time": "1 second"}},
         **extra,
-    }
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return path
+    )
+    return specs.write_spec(path, document)
 
 
 @pytest.mark.slow
@@ -466,7 +463,7 @@ def forms_of(user: str, password: str) -> dict[str, str]:
     return {
         "password": password,
         "base64": base64.b64encode(password.encode()).decode(),
-        "jaas line": jaas_config("PLAIN", user, Secret(password)),
+        "jaas line": jaas_config("PLAIN", user, password),
     }
 
 
@@ -489,7 +486,7 @@ def test_python_debug_logs_go_through_the_scrubbing_filter(
     raw, scrubbed = io.StringIO(), io.StringIO()
     raw_handler = logging.StreamHandler(raw)  # first: it formats each record before the filter rewrites it
     scrubbed_handler = logging.StreamHandler(scrubbed)
-    scrubbed_handler.addFilter(ScrubbingFilter(scrubber([spec.source.connection, spec.target.connection])))
+    scrubbed_handler.addFilter(ScrubbingFilter(connection_scrubber([spec.source.connection, spec.target.connection])))
     root = logging.getLogger()
     level = root.level
     root.addHandler(raw_handler)
@@ -527,7 +524,7 @@ def test_a_plan_that_prints_kafka_options_shows_the_jaas_line_redacted(
         "kafka.bootstrap.servers": secured.bootstrap_servers_for("SASL_SSL"),
         "kafka.security.protocol": "SASL_SSL",
         "kafka.sasl.mechanism": "PLAIN",
-        "kafka.sasl.jaas.config": jaas_config("PLAIN", LEAK_USER, Secret(SENTINEL)),
+        "kafka.sasl.jaas.config": jaas_config("PLAIN", LEAK_USER, SENTINEL),
         "kafka.ssl.truststore.type": "PEM",
         "kafka.ssl.truststore.location": str(secured.ca_pem_path),
     }

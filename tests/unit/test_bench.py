@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import Pipeline, PipelineModel, Transformer
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import HashingTF, RegexTokenizer, Tokenizer
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from bench.baseline import Scorer, ScorerParams, TokenizerSpec, feature_indices, murmur3_32
 from bench.latency import latency_stats, percentile
-from job.deps import PROJECT_ROOT
+from job.tools.deps import PROJECT_ROOT
+from tests.pipelines import classifier, tokenizer
 
 # Unicode on purpose: accents, CJK, emoji (4 UTF-8 bytes, 2 UTF-16 units), Turkish dotted I (lower-cases to
 # two characters), Greek final sigma, German sharp s, and terms of 0 to 9 bytes (every murmur3 tail length).
@@ -99,7 +102,7 @@ def test_regex_tokenizer_equals_spark_regex_tokenizer(
     assert {i: spec.tokenize(t) for i, t in enumerate(TEXTS)} == expected
 
 
-def _fit(spark: SparkSession, tokenizer: object, hashing: HashingTF, tmp_path: Path, **lr: object) -> PipelineModel:
+def _fit(spark: SparkSession, tokenizer: Transformer, hashing: HashingTF, tmp_path: Path, **lr: Any) -> PipelineModel:
     train = spark.createDataFrame(TRAIN, "text string, label double")
     model = Pipeline(stages=[tokenizer, hashing, LogisticRegression(maxIter=50, regParam=0.01, **lr)]).fit(train)
     # Saved and loaded back, as the job gets it; the loaded coefficients are a sparse matrix when
@@ -111,7 +114,7 @@ def _fit(spark: SparkSession, tokenizer: object, hashing: HashingTF, tmp_path: P
 def _assert_scores_equal(spark: SparkSession, model: PipelineModel, params: ScorerParams) -> None:
     texts = TEXTS + [t for t, _ in TRAIN]
     df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, text string")
-    rows = model.transform(df).select("id", "prediction", vector_to_array("probability").alias("p")).collect()
+    rows = model.transform(df).select("id", "prediction", vector_to_array(F.col("probability")).alias("p")).collect()
     by_id = {r.id: r for r in rows}
     scores = Scorer(params).score(texts)
     expected_predictions = [by_id[i].prediction for i in range(len(texts))]
@@ -126,7 +129,7 @@ def _assert_scores_equal(spark: SparkSession, model: PipelineModel, params: Scor
 def test_scorer_equals_pipeline_model_with_sparse_coefficients(spark: SparkSession, tmp_path: Path) -> None:
     model = _fit(spark, Tokenizer(inputCol="text", outputCol="words"), HashingTF(inputCol="words", outputCol="tf"),
                  tmp_path, featuresCol="tf")  # fmt: skip
-    assert type(model.stages[-1].coefficientMatrix).__name__ == "SparseMatrix"
+    assert type(classifier(model).coefficientMatrix).__name__ == "SparseMatrix"
     params = ScorerParams.from_pipeline(model, LABELS, "tiny", "1")
     assert (params.tokenizer.kind, params.num_features, params.binary) == ("whitespace", 1 << 18, False)
     _assert_scores_equal(spark, model, params)
@@ -141,7 +144,7 @@ def test_scorer_equals_pipeline_model_with_regex_tokenizer_and_binary_counts(
     tokenizer = RegexTokenizer(inputCol="text", outputCol="words", pattern=r"\W+", minTokenLength=2)
     hashing = HashingTF(inputCol="words", outputCol="features", numFeatures=64, binary=True)
     model = _fit(spark, tokenizer, hashing, tmp_path)
-    model.stages[-1].setThreshold(0.4)
+    classifier(model).setThreshold(0.4)
     params = ScorerParams.from_pipeline(model, LABELS)
     assert (params.tokenizer.kind, params.tokenizer.pattern, params.binary, params.threshold) == (
         "regex",
@@ -170,9 +173,9 @@ def test_scorer_equals_the_shipped_model(spark: SparkSession) -> None:
         TEXTS + [t for t, _ in TRAIN] + ["I don't like it!!", "can't wait for the weekend", "it\u2019s @fun 123456 abc"]
     )
     df = spark.createDataFrame(list(enumerate(texts)), "id int, text string")
-    tokens = {r.id: list(r[model.stages[0].getOutputCol()]) for r in model.stages[0].transform(df).collect()}
+    tokens = {r.id: list(r[tokenizer(model).getOutputCol()]) for r in model.stages[0].transform(df).collect()}
     assert [params.tokenizer.tokenize(t) for t in texts] == [tokens[i] for i in range(len(texts))]
-    rows = model.transform(df).select("id", "prediction", vector_to_array("probability").alias("p")).collect()
+    rows = model.transform(df).select("id", "prediction", vector_to_array(F.col("probability")).alias("p")).collect()
     by_id = {r.id: r for r in rows}
     scores = Scorer(params).score(texts)
     assert scores.prediction.tolist() == [by_id[i].prediction for i in range(len(texts))]

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from job.broker import (
+from job.tools.broker import (
     EXIT_NOT_RUNNING,
     BrokerConfig,
     BrokerError,
     LocalBroker,
-    free_port,
     ivy_failure_summary,
     java_executable,
     lib_is_complete,
@@ -25,11 +24,11 @@ from job.broker import (
     metadata_broker_count,
     new_cluster_id,
     plain_jaas_config,
-    port_is_free,
     read_listener_ports,
     render_log4j2_properties,
     render_server_properties,
 )
+from job.tools.processes import free_port, port_is_free
 
 RUN_DIR = Path("/srv/broker")
 

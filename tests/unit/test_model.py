@@ -13,16 +13,16 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from job.model import (
+from job.runtime import storage
+from job.runtime.model import (
     LoadedModel,
     ModelError,
     ModelMetadata,
     label_for_prediction,
     load_model,
-    read_text_file,
-    write_text_file,
 )
 from tests.paths import SHIPPED_MODEL
+from tests.pipelines import classifier
 
 INPUT = [(1, "love this great day"), (2, "hate this sad day"), (3, "so happy"), (4, "awful and boring")]
 AVAILABLE = ["id", "text"]
@@ -58,7 +58,7 @@ def save_model(model: PipelineModel, folder: Path, doc: dict[str, Any] | None = 
 
 
 def scores(model: PipelineModel, df: DataFrame) -> DataFrame:
-    return model.transform(df).select("id", "prediction", vector_to_array("probability").alias("probability"))
+    return model.transform(df).select("id", "prediction", vector_to_array(F.col("probability")).alias("probability"))
 
 
 # --- save / reload -------------------------------------------------------------------------------------
@@ -110,8 +110,8 @@ def test_metadata_round_trip_through_a_file(spark: SparkSession, tmp_path: Path)
     original = ModelMetadata.from_json(json.dumps(metadata_doc()), source="test")
     uri = str(tmp_path / "model.json")
 
-    write_text_file(spark, uri, original.to_json())
-    again = ModelMetadata.from_json(read_text_file(spark, uri), source=uri)
+    storage.write_text(spark, uri, original.to_json())
+    again = ModelMetadata.from_json(storage.read_text(spark, uri) or "", source=uri)
 
     assert again == original
     assert again.name == "Sentiment Prediction"
@@ -201,7 +201,7 @@ def test_shipped_model_loads_and_labels_clear_tweets(spark: SparkSession) -> Non
     ]
     df = spark.createDataFrame(SMOKE, "id int, text string, expected string")
     scored = model.pipeline.transform(df.select("id", "text")).join(df.select("id", "expected"), "id")
-    p_label = F.get(vector_to_array("probability"), F.col("prediction").cast("int"))
+    p_label = F.get(vector_to_array(F.col("probability")), F.col("prediction").cast("int"))
     out = scored.select(
         "id",
         "expected",
@@ -245,7 +245,7 @@ def test_refuses_a_single_saved_logistic_regression_model(
     spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
 ) -> None:
     folder = tmp_path / "lr"
-    tiny_pipeline.stages[-1].write().save(str(folder))
+    classifier(tiny_pipeline).write().save(str(folder))
     (folder / "model.json").write_text(json.dumps(metadata_doc()), encoding="utf-8")
     with pytest.raises(ModelError) as error:
         load_model(spark, str(folder), AVAILABLE)
@@ -314,17 +314,17 @@ def test_loaded_model_has_dense_coefficients_and_bit_identical_scores(spark: Spa
 
     loaded = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
     as_saved = PipelineModel.load(str(SHIPPED_MODEL))
-    assert loaded.pipeline.stages[-1].coefficients.toArray().tolist() == (
-        as_saved.stages[-1].coefficients.toArray().tolist()
+    assert classifier(loaded.pipeline).coefficients.toArray().tolist() == (
+        classifier(as_saved).coefficients.toArray().tolist()
     )
-    assert type(loaded.pipeline.stages[-1].coefficients).__name__ == "DenseVector"
-    assert type(as_saved.stages[-1].coefficients).__name__ == "SparseVector"
+    assert type(classifier(loaded.pipeline).coefficients).__name__ == "DenseVector"
+    assert type(classifier(as_saved).coefficients).__name__ == "SparseVector"
     texts = [*GOOD_TEXTS, "", "🎉🎉 émoji ünïcode", "a " * 300, "NOT not n't can't won't !!! ???"]
     df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, text string")
 
     def scores(pipeline: PipelineModel) -> list[tuple[Any, ...]]:
-        out = pipeline.transform(df).select("id", "prediction", vector_to_array("probability").alias("p"))
+        out = pipeline.transform(df).select("id", "prediction", vector_to_array(F.col("probability")).alias("p"))
         return [(r.id, r.prediction, r.p) for r in out.orderBy("id").collect()]
 
     assert scores(loaded.pipeline) == scores(as_saved)  # exact equality, not approximate
-    assert loaded.pipeline.stages[-1].getThreshold() == as_saved.stages[-1].getThreshold()
+    assert classifier(loaded.pipeline).getThreshold() == classifier(as_saved).getThreshold()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
 import pytest
@@ -13,8 +14,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from job import scoring
-from job.scoring import InputField, ModelInfo
+from job.runtime import scoring
+from job.runtime.scoring import InputField, ModelInfo
 
 FIELDS = [InputField("id", "integer"), InputField("text", "string")]
 INFO = ModelInfo(name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"))
@@ -22,7 +23,7 @@ KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset lo
 T0 = datetime(2026, 11, 27, 10, 0, 0)
 
 
-def kafka_rows(spark: SparkSession, values: list[bytes | None], key: bytes | None = b"k") -> DataFrame:
+def kafka_rows(spark: SparkSession, values: Sequence[bytes | None], key: bytes | None = b"k") -> DataFrame:
     rows = [(key, v, "tweets", 0, offset, T0) for offset, v in enumerate(values)]
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
@@ -99,7 +100,9 @@ def test_score_matches_a_direct_model_transform(spark: SparkSession, tiny_pipeli
         "id",
         F.col("prediction").alias(scoring.PREDICTION),
         F.element_at(labels, F.col("prediction").cast("int") + 1).alias(scoring.PREDICTED_LABEL),
-        F.element_at(vector_to_array("probability"), F.col("prediction").cast("int") + 1).alias(scoring.PROBABILITY),
+        F.element_at(vector_to_array(F.col("probability")), F.col("prediction").cast("int") + 1).alias(
+            scoring.PROBABILITY
+        ),
     )
     assert_approx_df_equality(scored, expected, precision=1e-12, ignore_nullable=True)
     # The tiny model is not a toy in one respect: it must get these four right.
@@ -117,7 +120,7 @@ def test_label_mapping_follows_the_model_metadata(spark: SparkSession, tiny_pipe
     df = kafka_rows(spark, [msg({"id": 1, "text": "i love this great day"})]).transform(
         scoring.parse_messages(FIELDS, 100, 1000)
     )
-    row = df.transform(scoring.score(tiny_pipeline, flipped)).first()
+    [row] = df.transform(scoring.score(tiny_pipeline, flipped)).collect()
     assert (row[scoring.PREDICTION], row[scoring.PREDICTED_LABEL]) == (1.0, "NEGATIVE")
 
 
@@ -155,7 +158,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
         "sourcePartition": 1,
         "sourceOffset": 40,
     }
-    direct = tiny_pipeline.transform(spark.createDataFrame([("i love this great day",)], "text string")).first()
+    [direct] = tiny_pipeline.transform(spark.createDataFrame([("i love this great day",)], "text string")).collect()
     assert probability == pytest.approx(direct.probability[1], abs=1e-12)
     assert datetime.fromisoformat(scored_at).tzinfo is not None
 

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from job.credentials import Secret
-from job.service_credentials import CredentialsSourceError, merge_service_credentials, select_service
-from job.spec import Connection, SpecError, parse_spec
+from job.runtime.secrets import Secret
+from job.runtime.service_credentials import CredentialsSourceError, merge_service_credentials, select_service
+from job.runtime.spec import parse_spec
+from job.runtime.values import Connection, SpecError
+from job.tools.specs import spec_document
 
 ES_BROKERS = [
     "broker-0-abcdefghij.kafka.svc01.us-south.eventstreams.cloud.ibm.com:9093",
@@ -63,14 +65,7 @@ def vcap(*services: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def spec_with(connection: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": "tweets",
-        "type": "stream",
-        "input": {"connection": connection, "source": {"topic": "in"}},
-        "output": {"connection": {"bootstrap_servers": ["localhost:9092"]}, "target": {"topic": "out"}},
-        "model": {"location": "m"},
-        "checkpoint_location": "/tmp/cp",
-    }
+    return spec_document("tweets", {"in": "in", "out": "out"}, "/tmp/cp", model="m", input_connection=connection)
 
 
 def source_connection(connection: dict[str, Any], environ: dict[str, str] | None = None) -> Connection:
@@ -253,14 +248,14 @@ def bad_cases(tmp_path: Path) -> list[tuple[dict[str, Any], dict[str, str], str]
         (
             {"credentials_env": "VCAP_SERVICES"},
             {"VCAP_SERVICES": "42"},
-            f"{p}.credentials_env': found a JSON int in environment variable VCAP_SERVICES that is neither a service "
+            f"{p}.credentials_env': found a JSON integer in environment variable VCAP_SERVICES that is neither a service "
             'key nor a list of services, expected a service key ({"kafka_brokers_sasl": [...], "user": ..., ...}) '
             'or VCAP_SERVICES ({"messagehub": [{"name": ..., "credentials": {...}}]})',
         ),
         (
             {"credentials_file": wrong_types},
             {},
-            f"{p}.credentials_file': found 'password' in file '{wrong_types}' is a hidden int, expected a non-empty "
+            f"{p}.credentials_file': found 'password' in file '{wrong_types}' is a hidden integer, expected a non-empty "
             "string",
         ),
         (
@@ -284,7 +279,7 @@ def bad_cases(tmp_path: Path) -> list[tuple[dict[str, Any], dict[str, str], str]
         (
             {"credentials_file": 7},
             {},
-            f"{p}.credentials_file': found 7 (int), expected a non-empty string",
+            f"{p}.credentials_file': found 7 (integer), expected a non-empty string",
         ),
     ]
 

@@ -9,17 +9,11 @@ from typing import Any
 
 import pytest
 
-from job.credentials import Secret, source_options
-from job.spec import (
-    Connection,
-    DeploymentSpec,
-    Options,
-    SpecError,
-    Topic,
-    Trigger,
-    load_spec,
-    parse_spec,
-)
+from job.runtime.connection import source_options
+from job.runtime.secrets import Secret
+from job.runtime.spec import load_spec, parse_spec
+from job.runtime.values import Connection, DeploymentSpec, Options, SpecError, Topic, Trigger
+from job.tools.specs import spec_document
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -27,16 +21,15 @@ MESSAGE_HUB_BROKERS = tuple(f"kafka0{i}-prod01.messagehub.services.us-south.blue
 
 
 def local_spec(**changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "name": "tweets",
-        "type": "stream",
-        "input": {"connection": {"bootstrap_servers": ["localhost:9092"]}, "source": {"topic": "in"}},
-        "output": {"connection": {"bootstrap_servers": "localhost:9092"}, "target": {"topic": "out"}},
-        "model": {"location": "models/sentiment-prediction"},
-        "checkpoint_location": "/tmp/cp",
-    }
-    doc.update(changes)
-    return doc
+    # The output's broker list as one string, the input's as a list: both forms IBM prints.
+    return spec_document(
+        "tweets",
+        {"in": "in", "out": "out"},
+        "/tmp/cp",
+        model="models/sentiment-prediction",
+        output_connection={"bootstrap_servers": "localhost:9092"},
+        **changes,
+    )
 
 
 def test_original_request_body_loads_unchanged_with_model_and_checkpoint_beside_it() -> None:
@@ -214,7 +207,7 @@ BAD_SPECS = [
         "spec field 'type': found 'batch', expected 'stream' (the only deployment type this job runs)",
     ),
     (_without(local_spec(), "name"), "spec field 'name': found nothing, expected a non-empty string"),
-    (_with(local_spec(), "name", 7), "spec field 'name': found 7 (int), expected a non-empty string"),
+    (_with(local_spec(), "name", 7), "spec field 'name': found 7 (integer), expected a non-empty string"),
     (
         _without(local_spec(), "checkpoint_location"),
         "spec field 'checkpoint_location': found nothing, expected a non-empty string",
@@ -246,7 +239,7 @@ BAD_SPECS = [
     ),
     (
         _with(local_spec(), "input.connection", {"bootstrap_servers": ["localhost"]}),
-        "spec field 'input.connection.bootstrap_servers[0]': found 'localhost' (str), expected host:port",
+        "spec field 'input.connection.bootstrap_servers[0]': found 'localhost' (string), expected host:port",
     ),
     (
         _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "user": "u"}),
@@ -255,7 +248,7 @@ BAD_SPECS = [
     ),
     (
         _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "password": 12345}),
-        "spec field 'input.connection.password': found a hidden int, expected a non-empty string",
+        "spec field 'input.connection.password': found a hidden integer, expected a non-empty string",
     ),
     (
         _with(local_spec(), "input.connection", {"bootstrap_servers": ["h:1"], "security_protocol": "TLS"}),
@@ -289,11 +282,11 @@ BAD_SPECS = [
     ),
     (
         _with(local_spec(), "options", {"max_offsets_per_trigger": 0}),
-        "spec field 'options.max_offsets_per_trigger': found 0 (int), expected a positive integer",
+        "spec field 'options.max_offsets_per_trigger': found 0 (integer), expected a positive integer",
     ),
     (
         _with(local_spec(), "options", {"fail_on_data_loss": "no"}),
-        "spec field 'options.fail_on_data_loss': found 'no' (str), expected true or false",
+        "spec field 'options.fail_on_data_loss': found 'no' (string), expected true or false",
     ),
     (
         _with(local_spec(), "options", {"trigger": {"processing_time": "soon"}}),
@@ -380,13 +373,13 @@ def test_truststore_instead_of_a_pem_ca() -> None:
         ),
         (
             {"bootstrap_servers": ["k:1"], "user": "u", "password": "p", "ssl_truststore_password": "store-secret"},
-            "spec field 'input.connection.ssl_truststore_password': found a hidden str, expected it only with "
+            "spec field 'input.connection.ssl_truststore_password': found a hidden string, expected it only with "
             "ssl_truststore_location",
         ),
         (
             {"bootstrap_servers": ["k:1"], "user": "u", "password": "p", "ssl_truststore_location": "/ts.jks",
              "ssl_truststore_password": 1234},
-            "spec field 'input.connection.ssl_truststore_password': found a hidden int, expected a non-empty string",
+            "spec field 'input.connection.ssl_truststore_password': found a hidden integer, expected a non-empty string",
         ),
     ],
     ids=["ca-and-truststore", "truststore-without-tls", "password-without-truststore", "password-not-a-string"],
@@ -437,7 +430,7 @@ def test_spark_section_sets_log_level_and_prometheus() -> None:
     assert parse_spec(local_spec()).prometheus is False
     with pytest.raises(SpecError) as err:
         parse_spec(local_spec(spark={"prometheus": "yes"}))
-    assert str(err.value) == "spec field 'spark.prometheus': found 'yes' (str), expected true or false"
+    assert str(err.value) == "spec field 'spark.prometheus': found 'yes' (string), expected true or false"
 
 
 def test_real_time_trigger_takes_no_offset_cap() -> None:

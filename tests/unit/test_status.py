@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
-
-from job.credentials import Secret, scrubber
-from job.spec import Connection
-from job.status import StateStore, StatusTracker, offsets_behind_latest
+from job.runtime.connection import connection_scrubber
+from job.runtime.secrets import Secret
+from job.runtime.status import StateStore, StatusTracker, offsets_behind_latest
+from job.runtime.values import Connection
 
 SECRET_CONNECTION = Connection(("h:9093",), "SASL_SSL", "PLAIN", "user1", Secret("pa55word"))
 
 
-def progress_event(batch: int, rows: int, records: int, dead: int, latest: dict, end: dict) -> dict:
+def status_of(store: StateStore) -> dict[str, Any]:
+    status = store.read_status()
+    assert status is not None
+    return status
+
+
+def progress_event(
+    batch: int, rows: int, records: int, dead: int, latest: dict[str, int], end: dict[str, int]
+) -> dict[str, Any]:
     return {
         "batchId": batch,
         "timestamp": "2026-11-27T10:00:00.000Z",
@@ -39,11 +47,11 @@ def test_tracker_folds_progress_and_carries_totals_over_a_restart(tmp_path: Path
     store = StateStore(str(tmp_path / "state"))
     tracker = StatusTracker(store, "dep", scrub=lambda t: t)
     tracker.set_state("INITIALIZING")
-    assert store.read_status()["state"] == "INITIALIZING"
+    assert status_of(store)["state"] == "INITIALIZING"
     tracker.started("qid", "rid")
     tracker.progress(progress_event(0, 10, 10, 3, {"0": 20}, {"0": 10}))
     tracker.progress(progress_event(1, 5, 5, 0, {"0": 20}, {"0": 15}))
-    status = store.read_status()
+    status = status_of(store)
     assert status["state"] == "RUNNING"
     assert (status["query_id"], status["run_id"]) == ("qid", "rid")
     assert status["progress"] == {
@@ -62,18 +70,18 @@ def test_tracker_folds_progress_and_carries_totals_over_a_restart(tmp_path: Path
 
     again = StatusTracker(store, "dep", scrub=lambda t: t)
     again.progress(progress_event(2, 4, 4, 1, {"0": 24}, {"0": 24}))
-    assert store.read_status()["totals"] == {"records_in": 19, "records_scored": 15, "records_dead_lettered": 4}
+    assert status_of(store)["totals"] == {"records_in": 19, "records_scored": 15, "records_dead_lettered": 4}
 
 
 def test_failure_reason_is_scrubbed_of_every_form_of_the_secret(tmp_path: Path) -> None:
     store = StateStore(str(tmp_path))
-    tracker = StatusTracker(store, "dep", scrub=scrubber([SECRET_CONNECTION]))
+    tracker = StatusTracker(store, "dep", scrub=connection_scrubber([SECRET_CONNECTION]))
     jaas = 'org.apache.kafka.common.security.plain.PlainLoginModule required username="user1" password="pa55word";'
     tracker.terminated(f"Kafka said: bad config {jaas} / pa55word / cGE1NXdvcmQ=")
     text = (tmp_path / "status.json").read_text()
     assert "pa55word" not in text and "cGE1NXdvcmQ=" not in text and "PlainLoginModule" not in text
-    assert store.read_status()["reason"] == "Kafka said: bad config ***** / ***** / *****"
-    assert store.read_status()["state"] == "FAILED"
+    assert status_of(store)["reason"] == "Kafka said: bad config ***** / ***** / *****"
+    assert status_of(store)["state"] == "FAILED"
 
 
 def test_status_writes_leave_no_temporary_files(tmp_path: Path) -> None:
@@ -82,19 +90,6 @@ def test_status_writes_leave_no_temporary_files(tmp_path: Path) -> None:
         store.write_status({"n": i})
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
     assert store.read_status() == {"n": 19}
-    store.request_stop()
-    assert store.stop_requested()
-    store.clear_stop()
-    assert not store.stop_requested()
-
-
-def test_state_store_through_hadoop_uses_the_uri_as_given(spark: SparkSession, tmp_path: Path) -> None:
-    uri = (tmp_path / "remote-state").as_uri()  # file:///..., read and written through Hadoop's FileContext
-    store = StateStore(uri, spark, through_hadoop=True)
-    store.write_status({"state": "RUNNING"})
-    store.write_status({"state": "STOPPED"})
-    assert store.read_status() == {"state": "STOPPED"}
-    assert json.loads((tmp_path / "remote-state" / "status.json").read_text()) == {"state": "STOPPED"}
     store.request_stop()
     assert store.stop_requested()
     store.clear_stop()

@@ -1,4 +1,4 @@
-"""Training: data reading, threshold tuning, evaluation figures, and job.train end to end on tiny data."""
+"""Training: data reading, threshold tuning, evaluation figures, and job.training.train end to end on tiny data."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pyspark.ml.linalg import Vectors
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from job import train
-from job.model import load_model
+from job.runtime.model import load_model
+from job.training import train
 from tests.paths import SHARED_DATA, SHIPPED_MODEL
+from tests.pipelines import classifier
 
 POSITIVE_WORDS = ["love", "great", "happy", "wonderful", "awesome", "glad"]
 NEGATIVE_WORDS = ["hate", "awful", "sad", "terrible", "horrible", "angry"]
@@ -38,7 +39,7 @@ VALIDATION = [
 
 def tweets(words: list[str]) -> list[str]:
     # 36 lines per class: every word with every filler, e.g. "i love the game", "the game is love love".
-    lines = []
+    lines: list[str] = []
     for w in words:
         for f in FILLER:
             lines.append(f"i {w} {f}" if len(lines) % 2 == 0 else f"{f} is {w} {w}")
@@ -241,7 +242,7 @@ def test_train_end_to_end_writes_a_loadable_model(
 
     model = load_model(spark, str(output), ["id", "text"])
     assert model.metadata.version == doc["version"]
-    assert model.pipeline.stages[-1].getThreshold() == hp["threshold"]
+    assert classifier(model.pipeline).getThreshold() == hp["threshold"]
     texts = spark.createDataFrame([(1, "I LOVE the weather"), (2, "so sad, my phone")], "id int, text string")
     predictions = [r.prediction for r in model.pipeline.transform(texts).orderBy("id").collect()]
     assert predictions == [1.0, 0.0]

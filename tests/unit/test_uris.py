@@ -16,13 +16,17 @@ from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql.streaming import DataStreamWriter
+from pyspark.sql.streaming.readwriter import DataStreamWriter
 
-from job.main import _is_local, _overrides, build_parser, describe
-from job.model import load_model
-from job.query import start_query
-from job.spec import load_locations, load_spec, parse_spec
-from job.status import StateStore, remove_tree
+from job.runtime import storage
+from job.runtime.deploy import describe
+from job.runtime.main import build_parser, overrides
+from job.runtime.model import load_model
+from job.runtime.query import start_query
+from job.runtime.spec import load_locations, load_spec, parse_spec
+from job.runtime.status import StateStore
+from job.runtime.storage import is_local
+from job.tools.specs import spec_document
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
 
 MODEL_URI = "hdfs://nn:8020/models/m"
@@ -30,23 +34,14 @@ CHECKPOINT_URI = "s3a://bucket/cp"
 STATE_URI = "file:///tmp/x"
 
 
-def spec_document(**changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "name": "uris",
-        "type": "stream",
-        # A closed port: nothing here connects to Kafka.
-        "input": {"connection": {"bootstrap_servers": ["127.0.0.1:1"]}, "source": {"topic": "in"}},
-        "output": {"connection": {"bootstrap_servers": ["127.0.0.1:1"]}, "target": {"topic": "out"}},
-        "model": {"location": MODEL_URI},
-        "checkpoint_location": CHECKPOINT_URI,
-        "state_location": STATE_URI,
-    }
-    doc.update(changes)
-    return doc
+def uris_spec(**changes: Any) -> dict[str, Any]:
+    # A closed port: nothing here connects to Kafka.
+    doc = spec_document("uris", {"in": "in", "out": "out"}, CHECKPOINT_URI, "127.0.0.1:1", model=MODEL_URI, state=STATE_URI)
+    return {**doc, **changes}
 
 
 def test_the_spec_keeps_every_location_verbatim() -> None:
-    spec = parse_spec(spec_document())
+    spec = parse_spec(uris_spec())
     assert (spec.model_location, spec.checkpoint_location, spec.state_location) == (
         MODEL_URI,
         CHECKPOINT_URI,
@@ -67,12 +62,12 @@ def test_command_line_overrides_keep_the_uris_verbatim(tmp_path: Path) -> None:
     args = build_parser().parse_args(
         ["run", "--spec", str(spec_file), "--model", uris[0], "--checkpoint", uris[1], "--state", uris[2]]
     )
-    assert _overrides(args) == {
+    assert overrides(args) == {
         "model": {"location": uris[0]},
         "checkpoint_location": uris[1],
         "state_location": uris[2],
     }
-    locations = load_locations([spec_file], _overrides(args))
+    locations = load_locations([spec_file], overrides(args))
     assert (locations.checkpoint_location, locations.state_location) == (uris[1], uris[2])
     full = tmp_path / "full.yaml"
     full.write_text(
@@ -82,7 +77,7 @@ def test_command_line_overrides_keep_the_uris_verbatim(tmp_path: Path) -> None:
         "model: {location: models/m}\ncheckpoint_location: cp\n",
         encoding="utf-8",
     )
-    spec = load_spec([full], _overrides(args))
+    spec = load_spec([full], overrides(args))
     assert (spec.model_location, spec.checkpoint_location, spec.state_location) == tuple(uris)
 
 
@@ -98,7 +93,7 @@ def test_command_line_overrides_keep_the_uris_verbatim(tmp_path: Path) -> None:
     ],
 )
 def test_only_scheme_less_and_file_locations_count_as_local(location: str, local: bool) -> None:
-    assert _is_local(location) is local
+    assert is_local(location) is local
 
 
 def test_a_state_store_on_hdfs_goes_through_hadoop_and_needs_a_session() -> None:
@@ -106,7 +101,7 @@ def test_a_state_store_on_hdfs_goes_through_hadoop_and_needs_a_session() -> None
     with pytest.raises(ValueError, match=r"state location 'hdfs://nn:8020/state' is not a local path"):
         StateStore("hdfs://nn:8020/state")
     with pytest.raises(ValueError, match=r"'s3a://bucket/state' is not a local path"):
-        remove_tree("s3a://bucket/state")
+        storage.delete(None, "s3a://bucket/state", recursive=True)
 
 
 def test_a_file_uri_state_store_writes_to_that_path(tmp_path: Path) -> None:
@@ -166,7 +161,7 @@ def test_model_status_stop_marker_and_delete_go_through_hadoop_with_the_uri_unto
     assert not (viewfs.store / "deployment" / "stop-requested").exists()
     assert not store.stop_requested()
 
-    assert remove_tree(viewfs.uri("/store/deployment"), spark) is True
+    assert storage.delete(spark, viewfs.uri("/store/deployment"), recursive=True) is True
     assert not (viewfs.store / "deployment").exists()
     # Nothing was written beside the project as if the URI were a relative path.
     assert not (PROJECT_ROOT / "viewfs:").exists()
@@ -188,12 +183,12 @@ def test_the_query_gets_the_checkpoint_uri_verbatim(spark: SparkSession, monkeyp
     monkeypatch.setattr(DataStreamWriter, "start", lambda self, *args, **kwargs: NotStarted())
     for uri in ("hdfs://nn:8020/checkpoints/tweets", CHECKPOINT_URI, "file:///tmp/x/cp"):
         given.clear()
-        start_query(spark, parse_spec(spec_document(checkpoint_location=uri)), model)
+        start_query(spark, parse_spec(uris_spec(checkpoint_location=uri)), model)
         assert given == [("checkpointLocation", uri)]
 
 
 def test_a_started_query_keeps_its_checkpoint_where_the_uri_points(spark: SparkSession, viewfs: MountedFs) -> None:
-    spec = parse_spec(spec_document(model={"location": viewfs.uri("/models/sentiment-prediction")},
+    spec = parse_spec(uris_spec(model={"location": viewfs.uri("/models/sentiment-prediction")},
                                     checkpoint_location=viewfs.uri("/store/checkpoint")))  # fmt: skip
     model = load_model(spark, spec.model_location, available_columns=["id", "text"])
     query = start_query(spark, spec, model)

@@ -1,18 +1,13 @@
-"""Secrets and the Kafka client options built from a connection, for Spark and for kafka-python."""
+"""Kafka client options built from a connection: for Spark's Kafka source and sink, and for kafka-python."""
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from job.spec import Connection, DeploymentSpec
+from job.runtime.secrets import REDACTED, jaas_quote, scrubber, secret_forms
+from job.runtime.values import Connection, DeploymentSpec
 
-logger = logging.getLogger(__name__)
-
-REDACTED = "*****"
 TLS_PROTOCOLS = "TLSv1.2,TLSv1.3"
 
 _LOGIN_MODULES = {
@@ -58,42 +53,9 @@ LOGGABLE_OPTIONS = frozenset(
 )
 
 
-class Secret:
-    """A password or API key. Its repr and str never show the value; only `reveal()` does."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret('{REDACTED}')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self) -> Any:
-        # Pickling would carry the value to wherever the object goes (a Spark closure, a log handler);
-        # refuse it so a secret can only travel as an explicit Kafka option.
-        raise TypeError("a Secret cannot be pickled")
-
-
-def jaas_config(mechanism: str, user: str, password: Secret) -> str:
+def jaas_config(mechanism: str, user: str, password: str) -> str:
     """The `sasl.jaas.config` line, with quotes and backslashes escaped as JAAS requires."""
-
-    def quote(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    module = _LOGIN_MODULES[mechanism]
-    return f"{module} required username={quote(user)} password={quote(password.reveal())};"
+    return f"{_LOGIN_MODULES[mechanism]} required username={jaas_quote(user)} password={jaas_quote(password)};"
 
 
 def kafka_client_options(connection: Connection) -> dict[str, str]:
@@ -105,7 +67,9 @@ def kafka_client_options(connection: Connection) -> dict[str, str]:
     if connection.security_protocol.startswith("SASL_"):
         assert connection.sasl_mechanism and connection.user and connection.password
         options["kafka.sasl.mechanism"] = connection.sasl_mechanism
-        options["kafka.sasl.jaas.config"] = jaas_config(connection.sasl_mechanism, connection.user, connection.password)
+        options["kafka.sasl.jaas.config"] = jaas_config(
+            connection.sasl_mechanism, connection.user, connection.password.reveal()
+        )
     if connection.security_protocol.endswith("SSL"):
         # As IBM documents for Message Hub / Event Streams: TLS 1.2 or newer, and the broker's
         # certificate must match its host name.
@@ -175,48 +139,19 @@ def loggable(options: Mapping[str, str]) -> dict[str, str]:
 
 
 def secret_values(connections: Iterable[Connection]) -> list[str]:
-    """Every form in which a connection's secret could leak: the value, its base64, its JAAS line."""
+    """Every form in which a connection's secrets could leak: each value's forms and the whole JAAS line."""
     found: list[str] = []
     for connection in connections:
         if connection.ssl_truststore_password is not None:
-            found.append(connection.ssl_truststore_password.reveal())
+            found += secret_forms(connection.ssl_truststore_password.reveal())
         if connection.password is None:
             continue
-        value = connection.password.reveal()
-        # The JAAS-escaped form too: a password with quotes or backslashes appears escaped inside the line.
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        found += [value, escaped, base64.b64encode(value.encode()).decode()]
+        found += secret_forms(connection.password.reveal())
         if connection.sasl_mechanism and connection.user:
-            found.append(jaas_config(connection.sasl_mechanism, connection.user, connection.password))
-    # Longest first, so a JAAS line is replaced whole rather than around its password.
-    return sorted({s for s in found if s}, key=len, reverse=True)
+            found.append(jaas_config(connection.sasl_mechanism, connection.user, connection.password.reveal()))
+    return found
 
 
-def scrubber(connections: Iterable[Connection]) -> Callable[[str], str]:
+def connection_scrubber(connections: Iterable[Connection]) -> Callable[[str], str]:
     """A function that masks every secret of these connections in a text (error messages, status)."""
-    secrets = secret_values(connections)
-
-    def scrub(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    return scrub
-
-
-class ScrubbingFilter(logging.Filter):
-    """A logging filter that masks secrets in every record passing through a handler."""
-
-    def __init__(self, scrub: Callable[[str], str]) -> None:
-        super().__init__()
-        self._scrub = scrub
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = self._scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and record.exc_info[1] is not None:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, self._scrub(text)
-        return True
+    return scrubber(secret_values(connections))

@@ -22,15 +22,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from job.model import (
-    METADATA_FILE,
-    ModelMetadata,
-    delete_path,
-    is_directory,
-    list_names,
-    path_exists,
-    write_text_file,
-)
+from job.runtime import storage
+from job.runtime.model import METADATA_FILE, ModelMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -359,7 +352,7 @@ def train(
     fit_started = time.monotonic()
     model = build_pipeline(params).fit(train_df)
     fit_seconds = time.monotonic() - fit_started
-    lr_model = model.stages[-1]
+    lr_model: Any = model.stages[-1]
     logger.info(
         "fitted in %.1fs: %d iterations, %d non-zero coefficients",
         fit_seconds,
@@ -399,7 +392,7 @@ def train(
         "version": version,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model_type": "sparkml-pipeline",
-        "stages": [stage._java_obj.getClass().getName() for stage in model.stages],
+        "stages": [stage._java_obj.getClass().getName() for stage in model.stages],  # type: ignore[attr-defined]
         "spark_version": spark_version,
         "pyspark_version": pyspark.__version__,
         "label_column": LABEL,
@@ -432,13 +425,13 @@ def train(
 
 def check_output(spark: SparkSession, output: str, overwrite: bool) -> None:
     """Refuse to replace an existing output unless asked, and never replace something that is not a model."""
-    if not path_exists(spark, output):
+    if not storage.exists(spark, output):
         return
     if not overwrite:
         raise TrainingError(f"output {output} already exists; pass --overwrite to replace it")
-    if not is_directory(spark, output):
+    if not storage.is_directory(spark, output):
         raise TrainingError(f"output {output} is a file, not a model folder; not replacing it")
-    unexpected = set(list_names(spark, output)) - {"metadata", "stages", METADATA_FILE}
+    unexpected = set(storage.list_names(spark, output)) - {"metadata", "stages", METADATA_FILE}
     if unexpected:
         raise TrainingError(
             f"output {output} holds {sorted(unexpected)}, which a model folder does not; not replacing it"
@@ -448,10 +441,10 @@ def check_output(spark: SparkSession, output: str, overwrite: bool) -> None:
 def save(spark: SparkSession, result: TrainingResult, output: str, overwrite: bool) -> None:
     """Write the PipelineModel (metadata/, stages/) and model.json beside them."""
     check_output(spark, output, overwrite)
-    if path_exists(spark, output):
-        delete_path(spark, output)
+    if storage.exists(spark, output):
+        storage.delete(spark, output, recursive=True)
     result.model.write().save(output)
-    write_text_file(spark, f"{output.rstrip('/')}/{METADATA_FILE}", result.metadata.to_json())
+    storage.write_text(spark, storage.join(output, METADATA_FILE), result.metadata.to_json())
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,21 +1,23 @@
-"""Credentials -> Kafka options: exact options for Message Hub, Event Streams and a local broker."""
+"""Connection -> Kafka options: exact options for Message Hub, Event Streams and a local broker."""
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 
-from job.credentials import (
-    Secret,
+from job.runtime.connection import (
+    connection_scrubber,
     jaas_config,
     kafka_client_options,
     kafka_python_config,
     loggable,
+    secret_values,
     sink_options,
     source_options,
 )
-from job.spec import Connection, parse_spec
+from job.runtime.secrets import Secret
+from job.runtime.spec import parse_spec
+from job.runtime.values import Connection
+from job.tools.specs import spec_document
 
 MESSAGE_HUB = Connection(
     bootstrap_servers=("kafka01-prod01.messagehub:9093", "kafka02-prod01.messagehub:9093"),
@@ -40,27 +42,15 @@ def test_message_hub_credentials_give_sasl_ssl_plain_with_tls12_plus_and_hostnam
 
 
 def test_event_streams_token_user_and_api_key() -> None:
+    event_streams = {
+        "kafka_brokers_sasl": ["broker-0.es.cloud:9093"],
+        "user": "token",
+        "api_key": "AbC-123",
+        "kafka_http_url": "https://es.cloud",
+        "instance_id": "i-1",
+    }
     spec = parse_spec(
-        {
-            "name": "es",
-            "type": "stream",
-            "input": {
-                "connection": {
-                    "kafka_brokers_sasl": ["broker-0.es.cloud:9093"],
-                    "user": "token",
-                    "api_key": "AbC-123",
-                    "kafka_http_url": "https://es.cloud",
-                    "instance_id": "i-1",
-                },
-                "source": {"topic": "tweets", "type": "kafka"},
-            },
-            "output": {
-                "connection": {"bootstrap_servers": ["localhost:9092"]},
-                "target": {"topic": "scored", "type": "kafka"},
-            },
-            "model": {"location": "m"},
-            "checkpoint_location": "c",
-        }
+        spec_document("es", {"in": "tweets", "out": "scored"}, "c", model="m", input_connection=event_streams)
     )
     assert source_options(spec) == {
         "kafka.bootstrap.servers": "broker-0.es.cloud:9093",
@@ -113,7 +103,7 @@ def test_private_ca_and_scram() -> None:
 
 
 def test_jaas_line_escapes_quotes_and_backslashes() -> None:
-    line = jaas_config("PLAIN", 'us"er', Secret('p\\a"ss'))
+    line = jaas_config("PLAIN", 'us"er', 'p\\a"ss')
     assert line == f'{PLAIN} required username="us\\"er" password="p\\\\a\\"ss";'
 
 
@@ -130,14 +120,6 @@ def test_loggable_shows_only_allow_listed_values() -> None:
         "kafka.ssl.protocol": "TLSv1.3",
         "subscribe": "t",
     }
-
-
-def test_secret_hides_its_value_and_refuses_to_travel() -> None:
-    secret = Secret("hunter2")
-    assert (repr(secret), str(secret), f"{secret}") == ("Secret('*****')",) * 3
-    assert secret.reveal() == "hunter2"
-    with pytest.raises(TypeError, match="cannot be pickled"):
-        pickle.dumps(secret)
 
 
 def test_truststore_options_for_a_private_broker() -> None:
@@ -161,24 +143,25 @@ def test_truststore_options_for_a_private_broker() -> None:
         kafka_python_config(conn)
 
 
-def test_secret_values_cover_every_form_a_secret_can_take() -> None:
-    from job.credentials import secret_values
-
+def test_secret_values_cover_every_form_of_each_secret_and_the_whole_jaas_line() -> None:
     conn = Connection(
         ("k:9095",), "SASL_SSL", "PLAIN", "svc", Secret('p"w\\x'), ssl_truststore_location="/ts.p12",
         ssl_truststore_password=Secret("store-pw"),
     )  # fmt: skip
-    found = secret_values([conn])
-    # Longest first, so the JAAS line is masked whole before the password inside it.
-    assert found[0] == f'{PLAIN} required username="svc" password="p\\"w\\\\x";'
-    assert sorted(found[1:]) == sorted(["cCJ3XHg=", 'p\\"w\\\\x', "store-pw", 'p"w\\x'])
+    assert set(secret_values([conn])) == {
+        f'{PLAIN} required username="svc" password="p\\"w\\\\x";',  # the JAAS line, user name and all
+        'p"w\\x',  # as given
+        'p\\"w\\\\x',  # JAAS-escaped
+        "cCJ3XHg=",  # base64
+        "store-pw",
+        "c3RvcmUtcHc=",
+    }
 
 
-def test_scrubber_masks_the_jaas_escaped_password_too() -> None:
-    from job.credentials import scrubber
-
+def test_connection_scrubber_masks_the_jaas_line_whole_and_the_escaped_password() -> None:
     conn = Connection(("k:9095",), "SASL_SSL", "PLAIN", "svc", Secret('p"w\\x'))
     # py4j at DEBUG logs the option as it travels, JAAS-escaped inside the line: the line is masked whole.
-    text = f"Command to send: option kafka.sasl.jaas.config {jaas_config('PLAIN', 'svc', conn.password)} e"
-    assert scrubber([conn])(text) == "Command to send: option kafka.sasl.jaas.config ***** e"
-    assert scrubber([conn])('password="p\\"w\\\\x" and p"w\\x') == 'password="*****" and *****'
+    line = jaas_config("PLAIN", "svc", 'p"w\\x')
+    text = f"Command to send: option kafka.sasl.jaas.config {line} e"
+    assert connection_scrubber([conn])(text) == "Command to send: option kafka.sasl.jaas.config ***** e"
+    assert connection_scrubber([conn])('password="p\\"w\\\\x" and p"w\\x') == 'password="*****" and *****'

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from job import deps
+from job.runtime.secrets import jaas_quote
+from job.tools import deps
+from job.tools.processes import command_line, port_is_free, process_alive
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +176,9 @@ def _properties_value(value: str) -> str:
     return "\\" + escaped if escaped.startswith(" ") else escaped
 
 
-def _jaas_quoted(value: str) -> str:
-    # Kafka's JaasConfig tokenises with java.io.StreamTokenizer, which honours backslash escapes in quotes.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def plain_jaas_config(users: Mapping[str, str]) -> str:
     """The broker-side PlainLoginModule entry that defines the SASL/PLAIN users."""
-    entries = " ".join(f"user_{name}={_jaas_quoted(password)}" for name, password in users.items())
+    entries = " ".join(f"user_{name}={jaas_quote(password)}" for name, password in users.items())
     return f"org.apache.kafka.common.security.plain.PlainLoginModule required {entries};"
 
 
@@ -275,24 +272,6 @@ def read_listener_ports(server_properties: Path) -> dict[str, int]:
 # Process and network helpers
 
 
-def free_port() -> int:
-    """A TCP port on localhost that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Same option the JVM sets, so a port left in TIME_WAIT by our own broker counts as free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
@@ -323,33 +302,6 @@ def metadata_broker_count(port: int, timeout_s: float = 1.0) -> int | None:
     except (OSError, struct.error):
         return None
     return brokers if answered_id == correlation_id else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our exited child; otherwise a zombie would look alive.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _command_line(pid: int) -> str:
-    proc_file = Path(f"/proc/{pid}/cmdline")
-    if proc_file.parent.is_dir():
-        try:
-            return proc_file.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return ""
-    proc = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, text=True, check=False)
-    return proc.stdout
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -507,9 +459,9 @@ class LocalBroker:
         if self._proc is not None and self._proc.pid == pid:
             # Our own child: no command-line check, it may not have exec'd java yet.
             return pid if self._proc.poll() is None else None
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return None
-        cmd = _command_line(pid)
+        cmd = command_line(pid)
         return pid if "kafka.Kafka" in cmd and str(self.server_properties_path) in cmd else None
 
     def _check_same_config(self, pid: int) -> None:

@@ -16,7 +16,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from job.model import label_for_prediction
+from job.runtime.model import label_for_prediction
 
 # Columns of a Kafka source row.
 KEY = "key"
@@ -58,8 +58,6 @@ _JSON_TYPES = {
 }
 _TYPE_WORDS = {"integer": "an integer", "long": "an integer", "string": "a string", "double": "a number",
                "boolean": "true or false"}  # fmt: skip
-
-OUTPUT_COLUMNS = (TOPIC, KEY, VALUE)
 
 # Intermediate columns of `parse_messages`.
 _RAW_TEXT = "_raw_text"

@@ -18,7 +18,7 @@ import pyspark
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Everything downloaded (Kafka broker jars, Ivy cache for the connector) lives here, git-ignored.
 CACHE_DIR = Path(os.environ.get("STREAM_JOB_CACHE", PROJECT_ROOT / ".cache")).resolve()
 IVY_DIR = CACHE_DIR / "ivy"

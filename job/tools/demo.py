@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from job.broker import BrokerConfig, LocalBroker
-from job.deps import PROJECT_ROOT
-from job.spec import DeploymentSpec, load_spec
-from job.status import StateStore, now_iso
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from job.runtime.connection import kafka_python_config
+from job.runtime.spec import load_spec
+from job.runtime.status import StateStore, now_iso
+from job.runtime.values import DeploymentSpec
+from job.tools.broker import BrokerConfig, LocalBroker
+from job.tools.deps import PROJECT_ROOT
+from job.tools.processes import launch_job, stop_job
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     store = StateStore(str(state_dir))
     launched_at = now_iso()
     print(f"3/5 starting the job: ./spark-submit.sh --master 'local[2]' run --spec {args.spec}  (log: {log_path})")
-    with log_path.open("wb") as log:
-        job = subprocess.Popen(
-            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", "run", "--spec", args.spec],
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    log_path.unlink(missing_ok=True)
+    job = launch_job(["run", "--spec", args.spec], log_path)
     try:
         wait_until_running(store, job, launched_at, args.timeout, log_path)
         first_id = int(time.time()) % 1_000_000 * 100
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         show_results(spec, start, sent, bad, args.timeout)
     finally:
         print("5/5 stopping the job gracefully")
-        stop_job(job, store)
+        stop_job(job, store, timeout_s=120)
     status = store.read_status() or {}
     totals = status.get("totals", {})
     print(
@@ -122,10 +122,6 @@ def wait_until_running(
 
 def send_tweets(spec: DeploymentSpec, first_id: int) -> tuple[dict[int, str], set[tuple[int, int]]]:
     """Send the tweets and the malformed messages; returns the tweets by id and where the bad ones landed."""
-    from kafka import KafkaProducer
-
-    from job.credentials import kafka_python_config
-
     producer = KafkaProducer(**kafka_python_config(spec.source.connection), acks="all")
     sent = {first_id + i: text for i, text in enumerate(DEMO_TWEETS)}
     futures = [producer.send(spec.source.topic, json.dumps({"id": i, "text": t}).encode()) for i, t in sent.items()]
@@ -138,10 +134,6 @@ def send_tweets(spec: DeploymentSpec, first_id: int) -> tuple[dict[int, str], se
 
 def end_offsets(spec: DeploymentSpec) -> dict[Any, int]:
     """Where the output and dead-letter topics end now, so the demo shows only what this run adds."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from job.credentials import kafka_python_config
-
     consumer = KafkaConsumer(**kafka_python_config(spec.target.connection))
     try:
         partitions = [
@@ -157,10 +149,6 @@ def end_offsets(spec: DeploymentSpec) -> dict[Any, int]:
 def show_results(
     spec: DeploymentSpec, start: dict[Any, int], sent: dict[int, str], bad: set[tuple[int, int]], timeout_s: float
 ) -> None:
-    from kafka import KafkaConsumer
-
-    from job.credentials import kafka_python_config
-
     # No consumer group: the demo reads its own slice of both topics and commits nothing.
     consumer = KafkaConsumer(**kafka_python_config(spec.target.connection), enable_auto_commit=False)
     consumer.assign(list(start))
@@ -183,16 +171,6 @@ def show_results(
     consumer.close()
     if waiting or waiting_bad:
         print(f"  ({len(waiting) + len(waiting_bad)} messages not back within {timeout_s:.0f}s)")
-
-
-def stop_job(job: subprocess.Popen[bytes], store: StateStore) -> None:
-    if job.poll() is None:
-        store.request_stop()
-        try:
-            job.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            job.terminate()
-            job.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,32 @@ from __future__ import annotations
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from job.credentials import kafka_client_options, scrubber
+from pyspark.sql import SparkSession
 
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
-    from job.spec import Connection
+from job.runtime import storage
+from job.runtime.connection import connection_scrubber, kafka_client_options
+from job.runtime.values import Connection, DeploymentSpec, parse_host_port
 
 logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 5.0
 
 
-class ClusterCheckError(RuntimeError):
-    """A cluster the deployment cannot use. The message names the brokers and the cause, never a secret."""
+class StartupError(RuntimeError):
+    """A cluster or topic the deployment cannot use. The message names the brokers and the cause, never a secret."""
 
 
 def list_topics(spark: SparkSession, connection: Connection, timeout_s: float = 30.0) -> set[str]:
-    """Topic names on the cluster, or ClusterCheckError saying why the cluster cannot be used."""
+    """Topic names on the cluster, or StartupError saying why the cluster cannot be used."""
     servers = ",".join(connection.bootstrap_servers)
-    scrub = scrubber([connection])
+    scrub = connection_scrubber([connection])
     probe_reachable(connection, min(PROBE_TIMEOUT_S, timeout_s))
-    jvm = spark._jvm
+    jvm = storage.jvm(spark)
     admin_class = jvm.org.apache.kafka.clients.admin.AdminClient
     if not callable(getattr(admin_class, "create", None)):
-        raise ClusterCheckError(
+        raise StartupError(
             "the Kafka client classes are not on the driver's class path; run the job through spark-submit.sh, "
             "which adds the Spark Kafka connector"
         )
@@ -47,13 +46,13 @@ def list_topics(spark: SparkSession, connection: Connection, timeout_s: float = 
     try:
         admin = admin_class.create(props)
     except Exception as exc:  # py4j's Py4JJavaError; anything else is a bug worth the same clear message
-        raise ClusterCheckError(scrub(f"cannot create a Kafka client for {servers}: {_deepest(exc)}")) from None
+        raise StartupError(scrub(f"cannot create a Kafka client for {servers}: {_deepest(exc)}")) from None
     try:
         options = jvm.org.apache.kafka.clients.admin.ListTopicsOptions().timeoutMs(int(timeout_s * 1000))
         names = admin.listTopics(options).names().get(int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
         topics = {str(name) for name in names}
     except Exception as exc:
-        raise ClusterCheckError(scrub(explain(exc, connection, timeout_s))) from None
+        raise StartupError(scrub(explain(exc, connection, timeout_s))) from None
     finally:
         admin.close(jvm.java.time.Duration.ofSeconds(5))
     logger.info("Kafka at %s: connected over %s, %d topics visible", servers, connection.security_protocol, len(topics))
@@ -68,9 +67,11 @@ def probe_reachable(connection: Connection, timeout_s: float = PROBE_TIMEOUT_S) 
     """
 
     def connect(server: str) -> str | None:
-        host, _, port = server.rpartition(":")
+        address = parse_host_port(server)
+        if address is None:
+            return f"{server}: not host:port"
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            with socket.create_connection(address, timeout=timeout_s):
                 return None
         except socket.gaierror:
             return f"{server}: unknown host"
@@ -82,7 +83,7 @@ def probe_reachable(connection: Connection, timeout_s: float = PROBE_TIMEOUT_S) 
     with ThreadPoolExecutor(max_workers=min(8, len(connection.bootstrap_servers))) as pool:
         errors = list(pool.map(connect, connection.bootstrap_servers))
     if all(errors):
-        raise ClusterCheckError(
+        raise StartupError(
             f"cannot reach Kafka at {','.join(connection.bootstrap_servers)}: {'; '.join(e for e in errors if e)}"
         )
 
@@ -158,3 +159,21 @@ def _deepest(exc: Any) -> str:
     chain = _chain(exc)
     name, message = next(((n, m) for n, m in reversed(chain) if m), chain[-1])
     return f"{name.rsplit('.', 1)[-1]}: {message.splitlines()[0] if message else 'no detail'}"
+
+
+def check_topics(spec: DeploymentSpec, spark: SparkSession, timeout_s: float = 30.0) -> None:
+    """Fail fast, naming the broker and the cause, when a cluster or topic of the spec is not there.
+
+    Spark's Kafka source would otherwise wait silently for a topic that does not exist.
+    """
+    wanted: dict[tuple[str, ...], tuple[Connection, set[str]]] = {}
+    for topic in (spec.source, spec.target, spec.dead_letter):
+        key = topic.connection.bootstrap_servers
+        wanted.setdefault(key, (topic.connection, set()))[1].add(topic.topic)
+    for connection, topics in wanted.values():
+        missing = sorted(topics - list_topics(spark, connection, timeout_s))
+        if missing:
+            raise StartupError(
+                f"topic(s) {', '.join(missing)} not found on {','.join(connection.bootstrap_servers)}; "
+                "create them first (the job does not create topics)"
+            )

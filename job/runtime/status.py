@@ -18,14 +18,14 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming.listener import StreamingQueryListener
+
+from job.runtime import storage
 
 logger = logging.getLogger(__name__)
 
@@ -41,77 +41,26 @@ def now_iso() -> str:
 
 
 class StateStore:
-    """Files in the state folder. Local paths use the OS; other URIs (hdfs://, s3a://) go through Hadoop."""
+    """Files in the deployment's state folder: a local path, or any URI Spark reads (through Hadoop)."""
 
-    def __init__(self, location: str, spark: Any = None, through_hadoop: bool = False) -> None:
+    def __init__(self, location: str, spark: SparkSession | None = None) -> None:
         self.location = location.rstrip("/")
-        scheme = urlparse(location).scheme
-        self._local = scheme in ("", "file") and not through_hadoop
         self._spark = spark
-        if not self._local and spark is None:
+        if not storage.is_local(location) and spark is None:
             raise ValueError(f"state location {location!r} is not a local path; reading it needs a SparkSession")
-
-    def _local_path(self, name: str) -> Path:
-        parsed = urlparse(self.location)
-        base = Path(parsed.path if parsed.scheme == "file" else self.location)
-        return base / name
-
-    def _hadoop(self) -> tuple[Any, Any]:
-        jvm = self._spark._jvm
-        conf = self._spark._jsc.hadoopConfiguration()
-        return jvm, conf
 
     def write_text(self, name: str, text: str) -> None:
         """Atomic: readers see the old document or the new one, never half of one."""
-        if self._local:
-            path = self._local_path(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-            return
-        jvm, conf = self._hadoop()
-        target = jvm.org.apache.hadoop.fs.Path(f"{self.location}/{name}")
-        tmp = jvm.org.apache.hadoop.fs.Path(f"{self.location}/.{name}.{uuid.uuid4().hex}.tmp")
-        context = jvm.org.apache.hadoop.fs.FileContext.getFileContext(target.toUri(), conf)
-        gateway = self._spark.sparkContext._gateway
-        create_options = gateway.new_array(jvm.org.apache.hadoop.fs.Options.CreateOpts, 1)
-        create_options[0] = jvm.org.apache.hadoop.fs.Options.CreateOpts.createParent()
-        flags = jvm.java.util.EnumSet.of(jvm.org.apache.hadoop.fs.CreateFlag.CREATE)
-        stream = context.create(tmp, flags, create_options)
-        try:
-            stream.write(bytearray(text.encode("utf-8")))
-        finally:
-            stream.close()
-        rename_options = gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 1)
-        rename_options[0] = jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
-        context.rename(tmp, target, rename_options)
+        storage.write_text(self._spark, storage.join(self.location, name), text)
 
     def read_text(self, name: str) -> str | None:
-        if self._local:
-            path = self._local_path(name)
-            return path.read_text(encoding="utf-8") if path.is_file() else None
-        jvm, conf = self._hadoop()
-        path = jvm.org.apache.hadoop.fs.Path(f"{self.location}/{name}")
-        fs = path.getFileSystem(conf)
-        if not fs.exists(path):
-            return None
-        stream = fs.open(path)
-        try:
-            return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-        finally:
-            stream.close()
+        return storage.read_text(self._spark, storage.join(self.location, name))
 
     def exists(self, name: str) -> bool:
-        return self.read_text(name) is not None
+        return storage.exists(self._spark, storage.join(self.location, name))
 
     def delete(self, name: str) -> None:
-        if self._local:
-            self._local_path(name).unlink(missing_ok=True)
-            return
-        jvm, conf = self._hadoop()
-        path = jvm.org.apache.hadoop.fs.Path(f"{self.location}/{name}")
-        path.getFileSystem(conf).delete(path, False)
+        storage.delete(self._spark, storage.join(self.location, name))
 
     # -- the status document and the stop marker ---------------------------------------------------------
 
@@ -130,25 +79,6 @@ class StateStore:
 
     def clear_stop(self) -> None:
         self.delete(STOP_MARKER)
-
-
-def remove_tree(location: str, spark: Any = None) -> bool:
-    """Delete a folder (checkpoint or state) given as a path or URI; True if something was removed."""
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        import shutil
-
-        path = Path(parsed.path if parsed.scheme == "file" else location)
-        if not path.exists():
-            return False
-        shutil.rmtree(path)
-        return True
-    if spark is None:
-        raise ValueError(f"{location!r} is not a local path; deleting it needs a SparkSession")
-    jvm = spark._jvm
-    path = jvm.org.apache.hadoop.fs.Path(location)
-    fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-    return bool(fs.exists(path) and fs.delete(path, True))
 
 
 class StatusTracker:

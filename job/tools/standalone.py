@@ -4,7 +4,7 @@
     cluster.start()                                  # returns once every worker is registered with the master
     proc = cluster.submit(spec_path, log_path, cores_max=2, executor_cores=1)   # ./spark-submit.sh ... run
     ...
-    stop_job(proc); cluster.stop()
+    stop_job(proc); cluster.stop()                   # job.tools.processes.stop_job
 
 Each daemon runs `$SPARK_HOME/bin/spark-class` (which execs the JVM) in its own process group, so `stop`
 also takes down the executors a worker launched, even when the worker itself no longer answers.
@@ -12,11 +12,9 @@ also takes down the executors a worker launched, even when the worker itself no 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -25,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from job import deps
-from job.broker import free_port
+from job.tools import deps
+from job.tools.processes import free_port, launch_job, processes, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +107,7 @@ class StandaloneCluster:
     def stop(self, timeout_s: float = 30) -> None:
         """SIGTERM to each daemon's process group (workers first, so they stop their executors), then SIGKILL."""
         for name, proc in reversed(self._procs):
-            _stop_group(proc, timeout_s, name)
+            stop_group(proc, timeout_s, name=f"Spark {name}")
         self._procs = []
 
     def __enter__(self) -> StandaloneCluster:
@@ -123,11 +121,6 @@ class StandaloneCluster:
     def state(self) -> dict[str, Any] | None:
         """The master's JSON document (workers, active and completed applications), None if it does not answer."""
         return get_json(f"{self.master_ui}/json/")
-
-    def applications(self) -> list[dict[str, Any]]:
-        """Running and finished applications, as the master lists them (id, name, cores, state, ...)."""
-        state = self.state() or {}
-        return [*state.get("activeapps", []), *state.get("completedapps", [])]
 
     def wait_for_app(self, name: str, timeout_s: float = 120, proc: subprocess.Popen[bytes] | None = None) -> str:
         """The id of the application called `name` once the master lists it as running."""
@@ -179,25 +172,12 @@ class StandaloneCluster:
         job_args: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         """Start `./spark-submit.sh <options> run --spec SPEC` against this cluster, in its own session."""
-        command = [
-            str(deps.PROJECT_ROOT / "spark-submit.sh"),
-            *self.submit_args(cores_max, executor_cores, executor_memory, driver_memory, conf),
-            "run",
-            "--spec",
-            str(spec),
-            *job_args,
-        ]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            return subprocess.Popen(
-                command,
-                cwd=deps.PROJECT_ROOT,
-                env={**os.environ, "SPARK_LOCAL_IP": self.host},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        return launch_job(
+            ["run", "--spec", str(spec), *job_args],
+            log_path,
+            submit_args=self.submit_args(cores_max, executor_cores, executor_memory, driver_memory, conf),
+            env={"SPARK_LOCAL_IP": self.host},
+        )
 
     # -- internals ---------------------------------------------------------------------------------------
     def _environment(self) -> dict[str, str]:
@@ -265,70 +245,6 @@ def get_json(url: str, timeout_s: float = 5) -> Any:
         return None
 
 
-def stop_job(proc: subprocess.Popen[bytes], timeout_s: float = 60) -> int | None:
-    """Stop a job started by `submit`: SIGTERM to spark-submit.sh (a graceful stop), then SIGKILL to its group."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-    _stop_group(proc, timeout_s, "job", first_signal=None)
-    return proc.returncode
-
-
-def _stop_group(
-    proc: subprocess.Popen[bytes], timeout_s: float, name: str, first_signal: int | None = signal.SIGTERM
-) -> None:
-    for sig in (first_signal, signal.SIGKILL):
-        if sig is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=timeout_s if sig != signal.SIGKILL else 30)
-        except subprocess.TimeoutExpired:
-            logger.warning("the Spark %s (pid %d) did not stop on %s", name, proc.pid, sig or "its own")
-            continue
-        break
-    # Whatever the leader left behind in its group (executors of a killed worker, the driver's JVM).
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-# -- processes on this machine (Linux /proc) ------------------------------------------------------------
-
-
 def executor_pids(app_id: str) -> list[int]:
     """Pids of the executor JVMs of one application running on this machine."""
-    return sorted(pid for pid, cmd in _processes().items() if EXECUTOR_CLASS in cmd and f" {app_id} " in f"{cmd} ")
-
-
-def child_processes(pid: int) -> dict[int, str]:
-    """The processes whose parent is `pid`, with their command lines."""
-    children: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Field 4 is the parent pid; the command name in field 2 may itself hold spaces, so split after ')'.
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            children[int(entry.name)] = _command_line(int(entry.name))
-    return children
-
-
-def _processes() -> dict[int, str]:
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            cmd = _command_line(int(entry.name))
-            if cmd:
-                found[int(entry.name)] = cmd
-    return found
-
-
-def _command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+    return sorted(pid for pid, cmd in processes().items() if EXECUTOR_CLASS in cmd and f" {app_id} " in f"{cmd} ")

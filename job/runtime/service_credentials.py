@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from job.credentials import Secret
+from job.runtime.secrets import Secret
+from job.runtime.values import kind_of, parse_host_port
 
 SOURCE_KEYS = ("credentials_file", "credentials_env", "service_name")
-# The spec fields a credentials document can fill in, in the spec's vocabulary.
-CREDENTIAL_FIELDS = ("kafka_brokers_sasl", "user", "password", "api_key")
 # Event Streams: SASL PLAIN with the literal user name "token" and an API key as the password.
 EVENT_STREAMS_USER = "token"
 
-_HOST_PORT = re.compile(r"[A-Za-z0-9._\-\[\]:]+:\d{1,5}")
 _KAFKA_MARKERS = ("kafka_brokers_sasl", "bootstrap_endpoints")
 _CREDENTIAL_MARKERS = (*_KAFKA_MARKERS, "user", "password", "api_key", "apikey")
 
@@ -83,7 +80,7 @@ def merge_service_credentials(
     ordinary connection mapping.
     """
     env = os.environ if environ is None else environ
-    given = {key: connection.get(key) for key in SOURCE_KEYS if connection.get(key) is not None}
+    given: dict[str, Any] = {key: connection[key] for key in SOURCE_KEYS if connection.get(key) is not None}
     if not given:
         return dict(connection)
     for key, value in given.items():
@@ -97,13 +94,13 @@ def merge_service_credentials(
         )
     if "credentials_file" in given:
         document, where, key = (
-            _read_file(given["credentials_file"]),
+            _read_file(str(given["credentials_file"])),
             f"file '{given['credentials_file']}'",
             "credentials_file",
         )
     else:
         document, where, key = (
-            _read_env(given["credentials_env"], env),
+            _read_env(str(given["credentials_env"]), env),
             f"environment variable {given['credentials_env']}",
             "credentials_env",
         )
@@ -215,7 +212,7 @@ def _instances(document: Any, where: str, key: str) -> list[tuple[str, Mapping[s
     else:
         raise CredentialsSourceError(
             key,
-            f"a JSON {_kind(document)} in {where} that is neither a service key nor a list of services",
+            f"a JSON {kind_of(document)} in {where} that is neither a service key nor a list of services",
             'a service key ({"kafka_brokers_sasl": [...], "user": ..., ...}) or VCAP_SERVICES '
             '({"messagehub": [{"name": ..., "credentials": {...}}]})',
         )
@@ -256,7 +253,7 @@ def _brokers(value: Any, field: str, where: str, key: str) -> tuple[str, ...] | 
     if not isinstance(items, list) or not items:
         raise CredentialsSourceError(key, f"'{field}' in {where} is {_shown(value)}", "a non-empty list of host:port")
     for i, item in enumerate(items):
-        if not isinstance(item, str) or not _HOST_PORT.fullmatch(item.strip()):
+        if not isinstance(item, str) or parse_host_port(item) is None:
             raise CredentialsSourceError(key, f"'{field}[{i}]' in {where} is {_shown(item)}", "host:port")
     return tuple(item.strip() for item in items)
 
@@ -267,7 +264,7 @@ def _text(creds: Mapping[str, Any], field: str, where: str, key: str) -> str | N
         return None
     if not isinstance(value, str) or not value.strip():
         # Never the value of a secret field; a user name may be part of a Message Hub API key, so not that either.
-        raise CredentialsSourceError(key, f"'{field}' in {where} is a hidden {_kind(value)}", "a non-empty string")
+        raise CredentialsSourceError(key, f"'{field}' in {where} is a hidden {kind_of(value)}", "a non-empty string")
     return value
 
 
@@ -278,9 +275,5 @@ def _normalised(spec_key: str, value: Any) -> Any:
     return value
 
 
-def _kind(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value), type(value).__name__)
-
-
 def _shown(value: Any) -> str:
-    return f"{value!r} ({_kind(value)})" if not isinstance(value, Mapping | list) else f"a JSON {_kind(value)}"
+    return f"{value!r} ({kind_of(value)})" if not isinstance(value, Mapping | list) else f"a JSON {kind_of(value)}"

@@ -5,18 +5,30 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from job.credentials import Secret
-from job.service_credentials import CredentialsSourceError, merge_service_credentials
-
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-STARTING_OFFSETS = ("latest", "earliest")
+from job.runtime.secrets import Secret
+from job.runtime.service_credentials import CredentialsSourceError, merge_service_credentials
+from job.runtime.values import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_OFFSETS_PER_TRIGGER,
+    DEFAULT_MAX_TEXT_LENGTH,
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    STARTING_OFFSETS,
+    Connection,
+    DeploymentLocations,
+    DeploymentSpec,
+    Options,
+    SpecError,
+    Topic,
+    Trigger,
+    kind_of,
+    parse_host_port,
+)
 
 # Fields IBM prints in a Message Hub / Event Streams service key that this job does not need.
 # They are accepted (so the original request loads unchanged) and ignored.
@@ -53,77 +65,7 @@ CONNECTION_OWNED_KAFKA_OPTIONS = frozenset(
     }
 )
 
-DEFAULT_MAX_OFFSETS_PER_TRIGGER = 50_000
-DEFAULT_MAX_TEXT_LENGTH = 4_000
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
-
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class SpecError(ValueError):
-    """A deployment spec that cannot run; the message names the field, what was found and what was expected."""
-
-    def __init__(self, field_path: str, found: str, expected: str) -> None:
-        self.field_path = field_path
-        self.found = found
-        self.expected = expected
-        super().__init__(f"spec field '{field_path}': found {found}, expected {expected}")
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where a Kafka cluster is and how to authenticate to it (Message Hub credentials or a plain broker)."""
-
-    bootstrap_servers: tuple[str, ...]
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    user: str | None = None
-    password: Secret | None = None
-    ssl_ca_location: str | None = None
-    # A JKS or PKCS12 truststore (Kafka's default type JKS reads both on Java 9+), instead of a PEM CA.
-    ssl_truststore_location: str | None = None
-    ssl_truststore_password: Secret | None = None
-
-
-@dataclass(frozen=True)
-class Topic:
-    topic: str
-    connection: Connection
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """How often micro-batches run. kind is 'processing_time', 'available_now' or 'real_time'."""
-
-    kind: str = "processing_time"
-    interval: str = "0 seconds"
-
-
-@dataclass(frozen=True)
-class Options:
-    trigger: Trigger = field(default_factory=Trigger)
-    starting_offsets: str = "latest"
-    max_offsets_per_trigger: int = DEFAULT_MAX_OFFSETS_PER_TRIGGER
-    min_partitions: int | None = None
-    fail_on_data_loss: bool = True
-    max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    kafka: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeploymentSpec:
-    name: str
-    description: str
-    source: Topic
-    target: Topic
-    dead_letter: Topic
-    model_location: str
-    checkpoint_location: str
-    state_location: str | None = None
-    options: Options = field(default_factory=Options)
-    spark_log_level: str = "WARN"
-    prometheus: bool = False
 
 
 # --------------------------------------------------------------------------- loading
@@ -136,15 +78,6 @@ def load_spec(
 ) -> DeploymentSpec:
     """Read one or more spec files (later files deep-merge over earlier ones), apply overrides, validate."""
     return parse_spec(_merged(paths, overrides), environ)
-
-
-@dataclass(frozen=True)
-class DeploymentLocations:
-    """What `status`, `stop` and `delete` need: the deployment's name and folders, no connection."""
-
-    name: str
-    checkpoint_location: str
-    state_location: str | None
 
 
 def load_locations(
@@ -185,7 +118,7 @@ def read_spec_file(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         raise SpecError("<spec file>", f"invalid YAML/JSON in '{path}' at {where}", "a valid document") from None
     if not isinstance(document, dict):
-        raise SpecError("<spec file>", f"{_kind(document)} in '{path}'", "a mapping at the top level")
+        raise SpecError("<spec file>", f"{kind_of(document)} in '{path}'", "a mapping at the top level")
     return document
 
 
@@ -272,10 +205,6 @@ def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = 
     )
 
 
-def with_overrides(spec: DeploymentSpec, **changes: Any) -> DeploymentSpec:
-    return replace(spec, **changes)
-
-
 # --------------------------------------------------------------------------- parts
 
 
@@ -359,7 +288,7 @@ def _connection(node: _Node, env: Mapping[str, str] | None = None) -> Connection
     if truststore is not None and protocol not in ("SSL", "SASL_SSL"):
         raise SpecError(node.path("ssl_truststore_location"), repr(truststore), f"no truststore with {protocol}")
     if truststore_password is not None and truststore is None:
-        raise SpecError(node.path("ssl_truststore_password"), "a hidden str", "it only with ssl_truststore_location")
+        raise SpecError(node.path("ssl_truststore_password"), "a hidden string", "it only with ssl_truststore_location")
     return Connection(
         bootstrap_servers=servers,
         security_protocol=protocol,
@@ -424,11 +353,11 @@ def _options(node: _Node | None) -> Options:
     return Options(
         trigger=trigger,
         starting_offsets=starting,
-        max_offsets_per_trigger=node.optional_int("max_offsets_per_trigger", DEFAULT_MAX_OFFSETS_PER_TRIGGER),
-        min_partitions=node.optional_int("min_partitions", None),
+        max_offsets_per_trigger=node.positive_int("max_offsets_per_trigger", DEFAULT_MAX_OFFSETS_PER_TRIGGER),
+        min_partitions=node.optional_int("min_partitions"),
         fail_on_data_loss=node.optional_bool("fail_on_data_loss", True),
-        max_text_length=node.optional_int("max_text_length", DEFAULT_MAX_TEXT_LENGTH),
-        max_message_bytes=node.optional_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+        max_text_length=node.positive_int("max_text_length", DEFAULT_MAX_TEXT_LENGTH),
+        max_message_bytes=node.positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
         kafka=kafka,
     )
 
@@ -481,10 +410,6 @@ def _substitute(value: Any, path: str, env: Mapping[str, str]) -> Any:
     return _ENV_REF.sub(replace_ref, value)
 
 
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
 class _Node:
     """A mapping in the spec with its dotted path, so every error names its field."""
 
@@ -512,8 +437,8 @@ class _Node:
     def _shown(self, key: str) -> str:
         value = self._data.get(key)
         if key in SECRET_FIELDS:
-            return f"a hidden {_kind(value)}"
-        return f"{value!r} ({_kind(value)})" if value is not None else "nothing"
+            return f"a hidden {kind_of(value)}"
+        return f"{value!r} ({kind_of(value)})" if value is not None else "nothing"
 
     def mapping(self, key: str) -> _Node:
         value = self._data.get(key)
@@ -544,13 +469,17 @@ class _Node:
             return str(value)
         raise SpecError(self.path(key), self._shown(key), "a string, number or boolean")
 
-    def optional_int(self, key: str, default: int | None) -> int | None:
+    def optional_int(self, key: str) -> int | None:
         if not self.has(key):
-            return default
+            return None
         value = self._data[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise SpecError(self.path(key), self._shown(key), "a positive integer")
         return value
+
+    def positive_int(self, key: str, default: int) -> int:
+        found = self.optional_int(key)
+        return default if found is None else found
 
     def optional_bool(self, key: str, default: bool) -> bool:
         if not self.has(key):
@@ -566,6 +495,6 @@ class _Node:
         if not isinstance(items, list) or not items:
             raise SpecError(self.path(key), self._shown(key), "a non-empty list of host:port")
         for i, item in enumerate(items):
-            if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9._\-\[\]:]+:\d{1,5}", item.strip()):
-                raise SpecError(f"{self.path(key)}[{i}]", f"{item!r} ({_kind(item)})", "host:port")
+            if not isinstance(item, str) or parse_host_port(item) is None:
+                raise SpecError(f"{self.path(key)}[{i}]", f"{item!r} ({kind_of(item)})", "host:port")
         return tuple(item.strip() for item in items)

@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.errors import AnalysisException
 from pyspark.ml import PipelineModel
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
+
+from job.runtime import storage
 
 logger = logging.getLogger(__name__)
 
@@ -160,78 +161,21 @@ def label_for_prediction(label_values: Sequence[str]) -> Callable[[Column], Colu
     return to_label
 
 
-def _join(location: str, name: str) -> str:
-    # Plain string join keeps the URI exactly as given (scheme, authority, query); no rewriting.
-    return f"{location.rstrip('/')}/{name}"
-
-
-def _hadoop_fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
-    # PySpark has no public API to test for a path; Hadoop's FileSystem is what Spark itself reads
-    # through, so any URI Spark can load (file, hdfs, s3a, abfs, ...) works here the same way.
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
-
-
-def path_exists(spark: SparkSession, uri: str) -> bool:
-    """Whether a file or folder exists at `uri`, through Spark's Hadoop file system."""
-    fs, path = _hadoop_fs(spark, uri)
-    return bool(fs.exists(path))
-
-
-def is_directory(spark: SparkSession, uri: str) -> bool:
-    fs, path = _hadoop_fs(spark, uri)
-    return bool(fs.exists(path)) and bool(fs.getFileStatus(path).isDirectory())
-
-
-def list_names(spark: SparkSession, uri: str) -> list[str]:
-    """Names of the entries directly inside the folder at `uri`."""
-    fs, path = _hadoop_fs(spark, uri)
-    return sorted(status.getPath().getName() for status in fs.listStatus(path))
-
-
-def delete_path(spark: SparkSession, uri: str) -> None:
-    fs, path = _hadoop_fs(spark, uri)
-    fs.delete(path, True)
-
-
-def write_text_file(spark: SparkSession, uri: str, text: str) -> None:
-    """Write (or replace) one small UTF-8 file at `uri` through Spark's Hadoop file system."""
-    fs, path = _hadoop_fs(spark, uri)
-    checksummed = spark.sparkContext._jvm.java.lang.Class.forName("org.apache.hadoop.fs.ChecksumFileSystem")
-    if checksummed.isInstance(fs):
-        # The local file system would write a hidden .crc beside the file and then refuse to read a
-        # model.json edited by hand ("Checksum error"); the raw file system writes just the file.
-        fs = fs.getRawFileSystem()
-    stream = fs.create(path, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
-
-
-def read_text_file(spark: SparkSession, uri: str) -> str:
-    """The whole content of one text file, read by Spark (so any URI Spark reads works)."""
-    rows = spark.read.text(uri, wholetext=True).collect()
-    return "".join(row.value for row in rows)
-
-
 def _saved_class(spark: SparkSession, location: str) -> str | None:
     """The class name Spark ML recorded in `<location>/metadata`, or None when there is none."""
-    metadata_dir = _join(location, "metadata")
-    if not path_exists(spark, metadata_dir):
+    metadata_dir = storage.join(location, "metadata")
+    if not storage.is_directory(spark, metadata_dir):
         return None
-    try:
-        lines = spark.read.text(metadata_dir).collect()
-    except AnalysisException:
-        return None
-    for row in lines:
-        try:
-            doc = json.loads(row.value)
-        except ValueError:
+    for name in storage.list_names(spark, metadata_dir):
+        if not name.startswith("part-"):
             continue
-        if isinstance(doc, dict) and isinstance(doc.get("class"), str):
-            return doc["class"]
+        for line in (storage.read_text(spark, storage.join(metadata_dir, name)) or "").splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("class"), str):
+                return str(doc["class"])
     return None
 
 
@@ -241,16 +185,16 @@ def load_model(spark: SparkSession, location: str, available_columns: Sequence[s
     `available_columns` are the columns the job's input provides; the model must read only those.
     Raises ModelError naming the location and the problem.
     """
-    if not path_exists(spark, location):
+    if not storage.exists(spark, location):
         raise ModelError(f"model location {location}: no such folder")
-    if not is_directory(spark, location):
+    if not storage.is_directory(spark, location):
         raise ModelError(f"model location {location}: is a file, expected a folder holding a saved PipelineModel")
 
     saved_class = _saved_class(spark, location)
     if saved_class is None:
         raise ModelError(
             f"model location {location}: not a saved Spark ML PipelineModel (no readable metadata/ folder; "
-            f"found {list_names(spark, location)})"
+            f"found {storage.list_names(spark, location)})"
         )
     if saved_class != PIPELINE_MODEL_CLASS:
         raise ModelError(
@@ -258,13 +202,14 @@ def load_model(spark: SparkSession, location: str, available_columns: Sequence[s
             "save the fitted Pipeline (Tokenizer -> HashingTF -> LogisticRegression), not a single stage"
         )
 
-    metadata_uri = _join(location, METADATA_FILE)
-    if not path_exists(spark, metadata_uri):
+    metadata_uri = storage.join(location, METADATA_FILE)
+    metadata_text = storage.read_text(spark, metadata_uri)
+    if metadata_text is None:
         raise ModelError(
             f"model location {location}: no {METADATA_FILE} (name, version, label_values, input_schema); "
             "job.train writes it beside metadata/ and stages/"
         )
-    metadata = ModelMetadata.from_json(read_text_file(spark, metadata_uri), source=metadata_uri)
+    metadata = ModelMetadata.from_json(metadata_text, source=metadata_uri)
 
     try:
         pipeline = PipelineModel.load(location)
@@ -332,9 +277,9 @@ def with_dense_coefficients(spark: SparkSession, pipeline: PipelineModel) -> Pip
     stages = []
     for stage in pipeline.stages:
         if isinstance(stage, LogisticRegressionModel):
-            java = stage._java_obj
+            java: Any = stage._java_obj
             matrix = java.coefficientMatrix()
-            dense = spark._jvm.org.apache.spark.ml.classification.LogisticRegressionModel(
+            dense = storage.jvm(spark).org.apache.spark.ml.classification.LogisticRegressionModel(
                 java.uid(), matrix.toDense(), java.interceptVector(), java.numClasses(), matrix.numRows() > 1
             )
             # copy(extra) keeps the new coefficients and takes every param (threshold, columns) from the original.

@@ -1,0 +1,110 @@
+"""Entrypoint: parse the command line, load the spec, and hand over to the command. Wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as a file by spark-submit: make the `job` package importable from the project root
+    # (on a cluster it also arrives through --py-files).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from job.runtime import control, deploy
+from job.runtime.connection import connection_scrubber
+from job.runtime.secrets import ScrubbingFilter
+from job.runtime.spec import load_locations, load_spec
+from job.runtime.values import EXIT_BAD_SPEC, SpecError
+
+COMMANDS = (
+    ("run", "start the deployment and run until stopped (SIGTERM or Ctrl-C stop it gracefully)"),
+    ("validate", "check the spec and the model, print the resolved deployment (secrets masked), exit"),
+    ("status", "show the deployment's state and latest progress"),
+    ("stop", "stop the running deployment gracefully (the batch in flight finishes) and wait for it"),
+    ("delete", "stop the deployment if it runs, then remove its checkpoint and state"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="job",
+        description="Streaming deployment of a Spark ML model: Kafka in, scored predictions out.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--spec",
+            action="append",
+            required=True,
+            metavar="FILE",
+            help="deployment spec (YAML, or the original JSON request); repeat to merge files, later ones win",
+        )
+        sub.add_argument("--model", metavar="URI", help="model location (overrides model.location)")
+        sub.add_argument("--checkpoint", metavar="URI", help="checkpoint location (overrides checkpoint_location)")
+        sub.add_argument("--state", metavar="URI", help="state folder (overrides state_location)")
+        sub.add_argument("--log-level", metavar="LEVEL", help="Spark's log level (overrides spark.log_level)")
+        if name == "validate":
+            sub.add_argument("--check-topics", action="store_true", help="also connect and check the three topics")
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="print the status document as JSON")
+        if name in ("stop", "delete"):
+            sub.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the stop (default 180)")
+        if name == "delete":
+            sub.add_argument("--yes", action="store_true", help="confirm: the checkpoint and state are removed")
+    return parser
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields the command line sets."""
+    found: dict[str, Any] = {}
+    if args.model:
+        found["model"] = {"location": args.model}
+    if args.checkpoint:
+        found["checkpoint_location"] = args.checkpoint
+    if args.state:
+        found["state_location"] = args.state
+    if getattr(args, "log_level", None):
+        found["spark"] = {"log_level": args.log_level}
+    return found
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    pid_file = os.environ.get("STREAM_JOB_DRIVER_PID_FILE")
+    if pid_file and args.command == "run":
+        # spark-submit.sh forwards SIGTERM and Ctrl-C to this process (see the script).
+        Path(pid_file).write_text(str(os.getpid()), encoding="utf-8")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are connection chatter
+    try:
+        if args.command in ("status", "stop", "delete"):
+            # These need the deployment's folders only, not its connections (or their secrets).
+            target = load_locations(args.spec, overrides(args))
+            if args.command == "status":
+                return control.show_status(target, as_json=args.json)
+            if args.command == "stop":
+                return control.stop(target, timeout_s=args.timeout)
+            return control.delete(target, confirmed=args.yes, timeout_s=args.timeout)
+        spec = load_spec(args.spec, overrides(args))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    scrub = connection_scrubber(spec.connections())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubbingFilter(scrub))
+    if spec.spark_log_level in ("DEBUG", "TRACE", "ALL"):
+        logging.getLogger().setLevel(logging.DEBUG)  # ours too, through the same scrubbing filter
+        logging.getLogger("py4j").setLevel(logging.DEBUG)
+    if args.command == "validate":
+        return deploy.validate(spec, check_topics_too=args.check_topics)
+    return deploy.run(spec, scrub)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,139 @@
+"""The streaming query: Kafka source -> scoring transforms -> Kafka sink(s)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.query import StreamingQuery
+from pyspark.sql.streaming.readwriter import DataStreamWriter
+
+from job.runtime import scoring
+from job.runtime.connection import loggable, sink_options, source_options
+from job.runtime.model import LoadedModel
+from job.runtime.status import COUNTS_METRIC, StatusListener, StatusTracker
+from job.runtime.values import DeploymentSpec, Trigger
+
+logger = logging.getLogger(__name__)
+
+
+def model_input_fields(model: LoadedModel) -> list[scoring.InputField]:
+    return [scoring.InputField(name, kind) for name, kind in model.metadata.input_schema]
+
+
+def model_info(model: LoadedModel) -> scoring.ModelInfo:
+    meta = model.metadata
+    return scoring.ModelInfo(name=meta.name, version=meta.version, label_values=tuple(meta.label_values))
+
+
+def deployment_transform(spec: DeploymentSpec, model: LoadedModel) -> Callable[[DataFrame], DataFrame]:
+    """Kafka source rows -> Kafka sink rows for this deployment and model (see `scoring.scoring_pipeline`)."""
+    return scoring.scoring_pipeline(
+        fields=model_input_fields(model),
+        model=model.pipeline,
+        info=model_info(model),
+        deployment=spec.name,
+        target_topic=spec.target.topic,
+        dead_letter_topic=spec.dead_letter.topic,
+        max_text_length=spec.options.max_text_length,
+        max_message_bytes=spec.options.max_message_bytes,
+    )
+
+
+def source_stream(spark: SparkSession, spec: DeploymentSpec) -> DataFrame:
+    """The deployment's Kafka source: one row per input offset (key, value, topic, partition, offset, ...)."""
+    options = source_options(spec)
+    logger.info("Kafka source options: %s", loggable(options))
+    return spark.readStream.format("kafka").options(**options).load()
+
+
+def counted(dead_letter_topic: str) -> Callable[[DataFrame], DataFrame]:
+    """Count each micro-batch's records and dead letters into the query's progress (`COUNTS_METRIC`)."""
+
+    def transform(records: DataFrame) -> DataFrame:
+        is_dead_letter = F.when(F.col(scoring.TOPIC) == dead_letter_topic, 1).otherwise(0)
+        return records.observe(
+            COUNTS_METRIC,
+            F.count(F.lit(1)).alias("records"),
+            F.coalesce(F.sum(is_dead_letter), F.lit(0)).alias("dead_lettered"),
+        )
+
+    return transform
+
+
+def start_query(
+    spark: SparkSession,
+    spec: DeploymentSpec,
+    model: LoadedModel,
+    tracker: StatusTracker | None = None,
+    transform: Callable[[DataFrame], DataFrame] | None = None,
+) -> StreamingQuery:
+    """Start the deployment's streaming query; it resumes from the checkpoint when there is one.
+
+    With a tracker, a listener keeps the deployment's status document up to date. `transform` replaces the
+    deployment's scoring transform (the benchmark's variants); by default it is `deployment_transform`.
+    """
+    records = (
+        source_stream(spark, spec)
+        .transform(transform or deployment_transform(spec, model))
+        .transform(counted(spec.dead_letter.topic))
+    )
+    if tracker is not None:
+        tracker.set_model(model.metadata.name, model.metadata.version)
+        spark.streams.addListener(StatusListener(tracker, spec.name))
+    sink_extra = dict(spec.options.kafka)
+    if spec.dead_letter.connection == spec.target.connection:
+        # One sink: each row carries its topic, so scored and dead-letter records of a micro-batch are
+        # written by the same task in one pass over the input.
+        options = sink_options(spec.target.connection, sink_extra)
+        logger.info("Kafka sink options: %s", loggable(options))
+        writer = records.writeStream.format("kafka").options(**options)
+    else:
+        writer = records.writeStream.foreachBatch(_two_cluster_writer(spec, sink_extra))
+    writer = _with_trigger(writer, spec.options.trigger)
+    # Real-time mode refuses Append (STREAMING_REAL_TIME_MODE.OUTPUT_MODE_NOT_SUPPORTED); for this stateless
+    # query Update writes exactly the same rows.
+    output_mode = "update" if spec.options.trigger.kind == "real_time" else "append"
+    query = (
+        writer.queryName(spec.name)
+        .option("checkpointLocation", spec.checkpoint_location)
+        .outputMode(output_mode)
+        .start()
+    )
+    logger.info(
+        "Deployment %r started: query id %s, run id %s, %s -> %s (dead letters -> %s)",
+        spec.name,
+        query.id,
+        query.runId,
+        spec.source.topic,
+        spec.target.topic,
+        spec.dead_letter.topic,
+    )
+    return query
+
+
+def _two_cluster_writer(spec: DeploymentSpec, extra: Mapping[str, str]) -> Callable[[DataFrame, int], None]:
+    target_options = sink_options(spec.target.connection, extra)
+    dead_letter_options = sink_options(spec.dead_letter.connection, extra)
+
+    def write(batch: DataFrame, batch_id: int) -> None:
+        batch.persist()
+        try:
+            for topic, options in ((spec.target.topic, target_options), (spec.dead_letter.topic, dead_letter_options)):
+                batch.filter(F.col(scoring.TOPIC) == topic).write.format("kafka").options(**options).save()
+        finally:
+            batch.unpersist()
+
+    return write
+
+
+def _with_trigger(writer: DataStreamWriter, trigger: Trigger) -> DataStreamWriter:
+    if trigger.kind == "available_now":
+        return writer.trigger(availableNow=True)
+    if trigger.kind == "real_time":
+        # pyspark's type stubs do not list real-time mode's keyword yet (Spark 4.1+).
+        real_time: DataStreamWriter = writer.trigger(realTime=trigger.interval)  # type: ignore[call-overload]
+        return real_time
+    return writer.trigger(processingTime=trigger.interval)
