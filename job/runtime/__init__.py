@@ -1,1 +1,1 @@
-"""The deployment runtime: what runs on the driver (and, as Spark expressions, the executors). Shipped with --py-files; imports nothing from the tooling."""
+"""The deployment runtime: what runs on the driver, shipped with --py-files. Imports nothing from the tooling."""

@@ -1,1 +1,1 @@
-"""Tooling around the runtime, never shipped to a cluster: the local Kafka broker, a standalone Spark cluster, jar downloads, processes, spec documents, the demo."""
+"""Tooling around the runtime, never shipped: local broker, standalone cluster, jars, processes, specs, demo."""
