@@ -20,7 +20,7 @@ from kafka.errors import KafkaError
 
 from job.tools import broker as broker_module
 from job.tools.broker import KAFKA_VERSION, BrokerConfig, BrokerError, LocalBroker, fetch_kafka, lib_is_complete
-from job.tools.processes import free_port, port_is_free
+from job.tools.processes import free_port, port_is_free, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -241,13 +241,17 @@ def test_busy_port_names_the_port(tmp_path: Path) -> None:
     assert not local.pid_path.exists()
 
 
-def test_stop_when_not_running_is_fine(tmp_path: Path) -> None:
-    local = LocalBroker(BrokerConfig(run_dir=tmp_path / "never-started", port=free_port(), controller_port=free_port()))
+def test_stop_when_not_running_is_fine_and_never_kills_a_reused_pid(tmp_path: Path) -> None:
+    local = LocalBroker(BrokerConfig(run_dir=tmp_path / "stale", port=free_port(), controller_port=free_port()))
+    local.stop()  # never started: nothing to do, no error
 
-    local.stop()
-    local.stop()
-
+    # A pid file left by a broker that died, whose pid now belongs to another live process (this test's).
+    local.run_dir.mkdir(parents=True, exist_ok=True)
+    local.pid_path.write_text(str(os.getpid()))
     assert not local.is_running()
+    local.stop()
+    assert process_alive(os.getpid())  # still here: stop checked the command line before signalling
+    assert not local.pid_path.exists()  # and cleared the stale pid file
 
 
 def test_start_timeout_shows_the_log_tail_and_leaves_nothing_running(tmp_path: Path) -> None:

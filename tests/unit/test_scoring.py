@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from job.runtime import scoring
 from job.runtime.scoring import InputField, ModelInfo
+from tests.pipelines import classifier
 
 FIELDS = [InputField("id", "integer"), InputField("text", "string")]
 INFO = ModelInfo(name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"))
@@ -112,7 +113,26 @@ def test_score_matches_a_direct_model_transform(spark: SparkSession, tiny_pipeli
         "POSITIVE",
         "NEGATIVE",
     ]
-    assert all(r[scoring.PROBABILITY] > 0.5 for r in scored.collect())
+
+
+def test_probability_is_the_predicted_labels_own_even_below_one_half(
+    spark: SparkSession, tiny_pipeline: PipelineModel
+) -> None:
+    # With a threshold above a clearly positive text's probability, the text is predicted NEGATIVE; its record
+    # carries the probability of NEGATIVE (below 0.5), not the larger probability of the label not predicted.
+    [direct] = tiny_pipeline.transform(spark.createDataFrame([("happy happy",)], "text string")).collect()
+    positive = float(direct.probability[1])
+    assert positive > 0.5
+    cautious = tiny_pipeline.copy()
+    classifier(cautious).setThreshold((1 + positive) / 2)
+    [row] = (
+        kafka_rows(spark, [msg({"id": 1, "text": "happy happy"})])
+        .transform(scoring.parse_messages(FIELDS, 100, 1000))
+        .transform(scoring.score(cautious, INFO))
+        .collect()
+    )
+    assert row[scoring.PREDICTED_LABEL] == "NEGATIVE"
+    assert row[scoring.PROBABILITY] == pytest.approx(1 - positive, abs=1e-12)
 
 
 def test_label_mapping_follows_the_model_metadata(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:

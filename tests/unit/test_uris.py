@@ -36,7 +36,9 @@ STATE_URI = "file:///tmp/x"
 
 def uris_spec(**changes: Any) -> dict[str, Any]:
     # A closed port: nothing here connects to Kafka.
-    doc = spec_document("uris", {"in": "in", "out": "out"}, CHECKPOINT_URI, "127.0.0.1:1", model=MODEL_URI, state=STATE_URI)
+    doc = spec_document(
+        "uris", {"in": "in", "out": "out"}, CHECKPOINT_URI, "127.0.0.1:1", model=MODEL_URI, state=STATE_URI
+    )
     return {**doc, **changes}
 
 
