@@ -236,7 +236,7 @@ def alive_workers(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
 
 
-def get_json(url: str, timeout_s: float = 5) -> Any:
+def get_json(url: str, timeout_s: float = 30) -> Any:
     """A JSON document over HTTP, or None when nothing answers (yet) or the answer is not JSON."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
