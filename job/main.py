@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the stop (default 180)")
         if name == "delete":
             sub.add_argument("--yes", action="store_true", help="confirm: the checkpoint and state are removed")
+    # Listed here for `job --help`; its arguments belong to job.view (see cli()).
+    commands.add_parser("view", help="serve a live web page of the deployment (`job view --help`)", add_help=False)
     return parser
 
 
@@ -78,6 +80,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["view"]:
+        # Tooling, not runtime: imported only here, so the runtime shipped to a cluster does not need it.
+        from job.view.cli import main as view_main
+
+        return view_main(argv[1:])
     args = build_parser().parse_args(argv)
     pid_file = os.environ.get("STREAM_JOB_DRIVER_PID_FILE")
     if pid_file and args.command == "run":
