@@ -33,7 +33,7 @@ COUNTED, DUPLICATE, TOO_LATE, UNREADABLE = "counted", "duplicate", "too_late", "
 class OffsetLedger:
     """The source offsets of one partition that were counted, as sorted disjoint inclusive ranges."""
 
-    def __init__(self, max_ranges: int = 1024) -> None:
+    def __init__(self, max_ranges: int = 4096) -> None:
         if max_ranges < 1:
             raise ValueError("max_ranges must be at least 1")
         self._starts: list[int] = []
@@ -150,7 +150,7 @@ class Aggregator:
         rings: Iterable[RingSpec] = DEFAULT_RINGS,
         latest: int = 50,
         latest_dead_letters: int = 10,
-        max_ranges: int = 1024,
+        max_ranges: int = 4096,
         max_keys: int = 32,
         max_partitions: int = 4096,
     ) -> None:

@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help=f"address to bind (default 127.0.0.1; others need ${TOKEN_ENV})"
     )
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument(
+        "--require-token", action="store_true", help=f"ask for ${TOKEN_ENV} on a loopback address too (shared machines)"
+    )
     parser.add_argument("--latest", type=int, default=50, help="scored records to list (default 50)")
     return parser
 
@@ -62,11 +65,14 @@ def start_view(
     port: int = 0,
     latest: int = 50,
     environ: dict[str, str] | None = None,
+    require_token: bool = False,
+    push_interval_s: float = 1.0,
 ) -> RunningView:
     """Start reading and serving in background threads (for `job view`, the demo and the tests)."""
     since_ms = parse_since(since, time.time())
     view = LiveView(spec, since_ms, latest=latest)
-    server = ViewServer(view.summary, host=host, port=port, environ=environ)  # fails before any thread starts
+    # The server refuses to start (no token, no charting library) before any thread starts.
+    server = ViewServer(view.summary, host, port, environ, push_interval_s, require_token)
     view.start()
     server.start()
     return RunningView(view, server)
@@ -78,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)  # reconnect chatter; the page shows the reader's state
     try:
         spec = load_spec(args.spec, {"state_location": args.state} if args.state else None)
-        running = start_view(spec, args.since, args.host, args.port, args.latest)
+        running = start_view(spec, args.since, args.host, args.port, args.latest, require_token=args.require_token)
     except (SpecError, ValueError, ServerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if running.server.token is not None:
         print(
-            f"  bound to {args.host}, not a loopback address: every request needs the token in ${TOKEN_ENV}; "
+            f"  every request needs the token in ${TOKEN_ENV}"
+            f"{'' if args.require_token else f' (bound to {args.host}, not a loopback address)'}; "
             f"open {running.url}?token=<value of ${TOKEN_ENV}> once (it becomes a cookie)",
             flush=True,
         )

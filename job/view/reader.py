@@ -91,8 +91,13 @@ class TopicReader(threading.Thread):
     def _consumer(self) -> Any:
         from kafka import KafkaConsumer
 
+        extra: dict[str, Any] = {}
+        if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG:  # kafka-python 3: say "cannot reach" within 10 s
+            extra["bootstrap_timeout_ms"] = 10_000
         return KafkaConsumer(
             **kafka_python_config(self._connection),
+            **extra,
+            reconnect_backoff_max_ms=5_000,
             client_id="job-view",
             group_id=None,
             enable_auto_commit=False,
@@ -101,6 +106,10 @@ class TopicReader(threading.Thread):
             # bytes already; a display tool can skip it.
             check_crcs=False,
             fetch_max_wait_ms=500,
+            # Small per-partition fetches keep the partitions in step while catching up on an hour: the job spreads
+            # one input partition's offsets over all output partitions, and the deduplication ledger stays small
+            # when they are read side by side (aggregate.OffsetLedger).
+            max_partition_fetch_bytes=128 * 1024,
             # Metadata at most 10 s old, so partitions added to a topic are picked up within about 10 s.
             metadata_max_age_ms=10_000,
         )

@@ -133,15 +133,18 @@ class ViewServer:
         port: int = 0,
         environ: dict[str, str] | None = None,
         push_interval_s: float = 1.0,
+        require_token: bool = False,
     ) -> None:
         env = os.environ if environ is None else environ
         self.host = host
         self.token: str | None = None
-        if not is_loopback(host):
+        # On a machine shared by several people, loopback reaches them all: --require-token asks for it there too.
+        if require_token or not is_loopback(host):
             token = env.get(TOKEN_ENV, "")
             if len(token) < MIN_TOKEN_CHARS or not _TOKEN_CHARS.fullmatch(token):
+                where = host if is_loopback(host) else f"{host} (not a loopback address)"
                 raise ServerError(
-                    f"binding to {host} (not a loopback address) needs a token of at least {MIN_TOKEN_CHARS} "
+                    f"binding to {where} needs a token of at least {MIN_TOKEN_CHARS} "
                     f"characters (letters, digits, ._~+/=-) in the environment variable {TOKEN_ENV}, e.g. "
                     f'`export {TOKEN_ENV}="$(python3 -c "import secrets; print(secrets.token_urlsafe(24))")"`'
                 )
