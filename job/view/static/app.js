@@ -4,10 +4,13 @@
 (function () {
   "use strict";
 
-  // Okabe–Ito colours, safe for the common colour-vision deficiencies; each series also has its own dash.
+  // Colour-blind-safe palettes: Okabe–Ito for the labels (two, as a rule), Paul Tol's "muted" for the error codes
+  // (ten codes, ten colours). Every colour also has its name beside it, in the tables and the charts' legends, and
+  // the stacks keep the tables' order from the bottom up: never colour alone.
   const LABEL_COLOURS = ["#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"];
-  const CODE_COLOURS = ["#E69F00", "#CC79A7", "#009E73", "#56B4E9", "#0072B2", "#D55E00", "#000000"];
-  const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3], [4, 4], [12, 4], [1, 2]];
+  const CODE_COLOURS = [
+    "#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499", "#000000",
+  ];
   const SYMBOLS = { ok: "✔", starting: "…", stale: "⚠", failed: "✖", stopped: "■", unknown: "?" };
   const MIN_BUCKETS = 30; // the chart shows at least this many buckets, and from the first one with data
 
@@ -37,22 +40,18 @@
     return new Date(ms).toLocaleTimeString("en-GB", { hour12: false });
   }
 
-  function swatch(colour, dash) {
+  function swatch(colour) {
     const ns = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("width", "26");
-    svg.setAttribute("height", "10");
+    svg.setAttribute("width", "12");
+    svg.setAttribute("height", "12");
     svg.setAttribute("class", "swatch");
     svg.setAttribute("aria-hidden", "true");
-    const line = document.createElementNS(ns, "line");
-    line.setAttribute("x1", "1");
-    line.setAttribute("x2", "25");
-    line.setAttribute("y1", "5");
-    line.setAttribute("y2", "5");
-    line.setAttribute("stroke", colour);
-    line.setAttribute("stroke-width", "3");
-    if (dash.length) line.setAttribute("stroke-dasharray", dash.join(" "));
-    svg.appendChild(line);
+    const box = document.createElementNS(ns, "rect");
+    box.setAttribute("width", "12");
+    box.setAttribute("height", "12");
+    box.setAttribute("fill", colour);
+    svg.appendChild(box);
     return svg;
   }
 
@@ -104,7 +103,7 @@
     keys.forEach((key, i) => {
       const row = document.createElement("tr");
       const name = document.createElement("span");
-      name.append(swatch(colours[i % colours.length], DASHES[i % DASHES.length]), key);
+      name.append(swatch(colours[i % colours.length]), key);
       cell(row, name);
       const count = cell(row, number(counts[key]), "num");
       count.dataset.testid = `${prefix}-${key}`;
@@ -128,31 +127,48 @@
     return Math.max(240, node.clientWidth);
   }
 
-  function makeChart(node, keys, colours, yLabel, format) {
+  // Stacked bars, one segment per key and bucket: overlapping lines would hide a series whose values equal
+  // another's (two error codes with the same counts), a stack never does. The series are drawn tallest first, so
+  // each later (lower) bar covers the bottom of the one before; the legend lists them from the top of the stack.
+  function makeStacked(node, keys, colours, percent, widthS, legend) {
     const series = [{ label: "time" }];
-    keys.forEach((key, i) => {
-      const colour = colours[i % colours.length];
+    for (let j = keys.length - 1; j >= 0; j--) {
+      const colour = colours[j % colours.length];
       series.push({
-        label: key,
+        label: keys[j],
         stroke: colour,
-        width: 2,
-        dash: DASHES[i % DASHES.length],
-        spanGaps: false,
-        points: { show: true, size: 6, fill: colour, stroke: colour },
-        value: format,
+        fill: colour,
+        width: 1,
+        paths: uPlot.paths.bars({ size: [0.8, 48], align: 0 }),
+        points: { show: false },
+        value: (u, value, si, idx) => (idx == null || value == null ? "–" : legend(j, idx)),
       });
-    });
+    }
     const opts = {
       width: chartWidth(node),
       height: window.innerWidth < 760 ? 180 : 220,
       series,
-      scales: { x: { time: true }, y: yLabel === "%" ? { range: [0, 100] } : { range: (u, min, max) => [0, Math.max(1, max)] } },
-      axes: [{}, { values: (u, ticks) => ticks.map((v) => (yLabel === "%" ? `${v}%` : `${v}`)), size: 48 }],
+      scales: {
+        x: { time: true, range: (u, min, max) => [min - widthS / 2, max + widthS / 2] },
+        y: percent ? { range: [0, 100] } : { range: (u, min, max) => [0, Math.max(1, max)] },
+      },
+      axes: [{}, { values: (u, ticks) => ticks.map((v) => (percent ? `${v}%` : `${v}`)), size: 48 }],
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
     };
     node.replaceChildren();
     return new uPlot(opts, [[], ...keys.map(() => [])], node);
+  }
+
+  // Cumulative columns, tallest first (the order makeStacked draws them in); null where a bucket has nothing.
+  function stacked(columns, present) {
+    const sums = [];
+    let running = columns.length ? columns[0].map(() => 0) : [];
+    for (const column of columns) {
+      running = running.map((sum, i) => sum + column[i]);
+      sums.push(running.map((sum, i) => (present[i] ? sum : null)));
+    }
+    return sums.reverse();
   }
 
   function renderLabelChart(s) {
@@ -161,22 +177,22 @@
     const node = $("label-chart");
     const key = `${view.ring}|${keys.join(",")}`;
     const first = firstWithData(keys.map((k) => ring.by_label[k]), ring.start.length);
-    const totals = ring.start.map((_, i) => keys.reduce((sum, k) => sum + ring.by_label[k][i], 0)).slice(first);
     const counts = keys.map((k) => ring.by_label[k].slice(first));
-    if (view.keys.labels !== key || !view.charts.labels) {
-      if (view.charts.labels) view.charts.labels.destroy();
-      const format = (u, value, si, idx) => {
-        if (value == null) return "–";
-        const c = idx == null ? "" : ` (${view.labelCounts[si - 1][idx]} of ${view.labelTotals[idx]})`;
-        return `${value.toFixed(0)}%${c}`;
-      };
-      view.charts.labels = makeChart(node, keys, LABEL_COLOURS, "%", format);
-      view.keys.labels = key;
-    }
+    const totals = ring.start.slice(first).map((_, i) => counts.reduce((sum, column) => sum + column[i], 0));
     view.labelCounts = counts;
     view.labelTotals = totals;
-    const shares = counts.map((column) => column.map((c, i) => (totals[i] ? (100 * c) / totals[i] : null)));
-    view.charts.labels.setData([ring.start.slice(first), ...shares]);
+    if (view.keys.labels !== key || !view.charts.labels) {
+      if (view.charts.labels) view.charts.labels.destroy();
+      const legend = (j, idx) => {
+        const total = view.labelTotals[idx];
+        const count = view.labelCounts[j][idx];
+        return total ? `${((100 * count) / total).toFixed(0)}% (${count} of ${total})` : "–";
+      };
+      view.charts.labels = makeStacked(node, keys, LABEL_COLOURS, true, ring.width_s, legend);
+      view.keys.labels = key;
+    }
+    const shares = counts.map((column) => column.map((c, i) => (totals[i] ? (100 * c) / totals[i] : 0)));
+    view.charts.labels.setData([ring.start.slice(first), ...stacked(shares, totals.map((t) => t > 0))]);
   }
 
   function renderCodeChart(s) {
@@ -185,12 +201,15 @@
     const node = $("code-chart");
     const key = `${view.ring}|${keys.join(",")}`;
     const first = firstWithData(keys.map((k) => ring.by_code[k]), ring.start.length);
+    const counts = keys.map((k) => ring.by_code[k].slice(first));
+    view.codeCounts = counts;
     if (view.keys.codes !== key || !view.charts.codes) {
       if (view.charts.codes) view.charts.codes.destroy();
-      view.charts.codes = makeChart(node, keys, CODE_COLOURS, "n", (u, value) => (value == null ? "–" : `${value}`));
+      view.charts.codes = makeStacked(node, keys, CODE_COLOURS, false, ring.width_s, (j, idx) => `${view.codeCounts[j][idx]}`);
       view.keys.codes = key;
     }
-    view.charts.codes.setData([ring.start.slice(first), ...keys.map((k) => ring.by_code[k].slice(first))]);
+    const present = ring.start.slice(first).map((_, i) => counts.some((column) => column[i] > 0));
+    view.charts.codes.setData([ring.start.slice(first), ...stacked(counts, present)]);
   }
 
   // -- latest records ----------------------------------------------------------------------------------------
@@ -203,7 +222,7 @@
       cell(row, clock(r.timestamp_ms));
       const i = s.labels.indexOf(r.label);
       const label = document.createElement("span");
-      label.append(swatch(LABEL_COLOURS[i % LABEL_COLOURS.length], DASHES[i % DASHES.length]), r.label);
+      label.append(swatch(LABEL_COLOURS[i % LABEL_COLOURS.length]), r.label);
       cell(row, label);
       cell(row, r.probability == null ? "–" : r.probability.toFixed(3), "num");
       const textCell = document.createElement("span");
@@ -238,7 +257,9 @@
     if (!s) return;
     text("deployment", s.deployment);
     text("topics", `${s.topics.output} · dead letters: ${s.topics.dead_letter}`);
-    document.querySelectorAll(".since").forEach((n) => (n.textContent = new Date(s.since).toLocaleString("en-GB")));
+    const since = new Date(s.since);
+    const sinceText = since.getTime() === 0 ? "the beginning" : since.toLocaleString("en-GB");
+    document.querySelectorAll(".since").forEach((n) => (n.textContent = sinceText));
     renderHealth(s);
     text("scored-total", number(s.totals.scored));
     text("dead-total", number(s.totals.dead_lettered));
