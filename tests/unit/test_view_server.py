@@ -227,3 +227,40 @@ def test_no_answer_ever_shows_the_password(secret_view: tuple[RunningView, list[
         text = body.decode()
         for form in forms:
             assert form not in text
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "cli-view",
+                "type": "stream",
+                "input": {"connection": {"bootstrap_servers": ["127.0.0.1:1"]}, "source": {"topic": "in"}},
+                "output": {"connection": {"bootstrap_servers": ["127.0.0.1:1"]}, "target": {"topic": "out"}},
+                "model": {"location": "models/sentiment-prediction"},
+                "checkpoint_location": str(tmp_path / "cp"),
+            }
+        )
+    )
+    return path
+
+
+def test_job_view_refuses_a_public_address_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from job.main import cli
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert cli(["view", "--spec", str(spec_file(tmp_path)), "--host", "0.0.0.0"]) == 2
+    assert "binding to 0.0.0.0 (not a loopback address) needs a token" in capsys.readouterr().err
+
+
+def test_job_view_refuses_a_since_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from job.main import cli
+
+    assert cli(["view", "--spec", str(spec_file(tmp_path)), "--since", "yesterday"]) == 2
+    assert "--since 'yesterday': expected a duration" in capsys.readouterr().err
