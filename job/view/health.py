@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any
 
 MIN_STALE_S = 30.0
+# A starting driver writes no heartbeat until its first trigger, and start-up takes 20 s on a quiet machine, minutes
+# on a loaded one (fetching the model, the first query plan): only a start-up longer than this is called stale.
+STARTUP_GRACE_S = 300.0
 STALE_TRIGGERS = 3
 
 # Levels, each shown with a word, a symbol and a colour on the page (never colour alone).
@@ -88,10 +91,9 @@ def assess(
             return Health(FAILED_LEVEL, f"FAILED: process {status.get('pid')} on {status.get('host')} is gone")
         beat = parse_time(status.get("heartbeat_at")) or parse_time(status.get("updated_at"))
         age = None if beat is None else now_s - beat
-        if age is not None and age > stale_after_s:
-            return Health(
-                STALE, f"{state} but STALE: no heartbeat for {_age(age)} (expected within {_age(stale_after_s)})"
-            )
+        bound = max(stale_after_s, STARTUP_GRACE_S) if state == "INITIALIZING" else stale_after_s
+        if age is not None and age > bound:
+            return Health(STALE, f"{state} but STALE: no heartbeat for {_age(age)} (expected within {_age(bound)})")
         if state == "INITIALIZING":
             return Health(STARTING, "INITIALIZING")
         return Health(OK, "RUNNING")

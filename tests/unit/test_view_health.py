@@ -74,6 +74,13 @@ def test_without_a_heartbeat_the_last_update_decides() -> None:
     assert assess(running(None, "INITIALIZING"), 30.0, NOW).level == STARTING
 
 
+def test_a_slow_start_gets_five_minutes_before_it_is_called_stale() -> None:
+    starting = running(None, "INITIALIZING")
+    assert assess(starting | {"updated_at": iso(NOW - 299)}, 30.0, NOW).level == STARTING
+    stale = assess(starting | {"updated_at": iso(NOW - 301)}, 30.0, NOW)
+    assert stale.words == "INITIALIZING but STALE: no heartbeat for 5 min (expected within 5 min)"
+
+
 def test_failed_stopped_missing_and_gone() -> None:
     failed = assess({"state": "FAILED", "reason": "topic(s) x not found"}, 30.0, NOW)
     assert (failed.level, failed.words) == (FAILED_LEVEL, "FAILED: topic(s) x not found")
