@@ -9,7 +9,13 @@ STAMP := $(VENV)/.installed-stamp
 BROKER_PORT ?= 9092
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast check lint typecheck format model bench broker-start broker-stop broker-status clean
+SPEC ?= config/local.yaml
+VIEW_ARGS ?=
+VIEW_DIR := job/view
+VIEW_VENDOR := $(VIEW_DIR)/static/vendor/uPlot.iife.min.js
+
+.PHONY: help install demo view browser test test-fast check lint typecheck format model bench broker-start broker-stop \
+	broker-status clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,17 +30,34 @@ $(STAMP): pyproject.toml
 	@rm -rf build *.egg-info
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv, install the job and its test tools, fetch the connector and broker jars
+install: $(STAMP) $(VIEW_VENDOR) ## Create .venv, install the job and its test tools, fetch the jars and the view's chart library
 	$(PY) -m job.tools.deps fetch
 	$(PY) -m job.tools.broker fetch
+
+# The live view's charting library, from the npm registry at the version package-lock.json pins, copied next to the
+# page so the browser never fetches anything at run time (git-ignored; part of the installed package data).
+$(VIEW_VENDOR): $(VIEW_DIR)/package.json $(VIEW_DIR)/package-lock.json
+	npm ci --prefix $(VIEW_DIR) --no-audit --no-fund --ignore-scripts --loglevel=error
+	mkdir -p $(VIEW_DIR)/static/vendor
+	cp $(VIEW_DIR)/node_modules/uplot/dist/uPlot.iife.min.js $(VIEW_DIR)/node_modules/uplot/dist/uPlot.min.css \
+	  $(VIEW_DIR)/static/vendor/
+	cp $(VIEW_DIR)/node_modules/uplot/LICENSE $(VIEW_DIR)/static/vendor/uPlot.LICENSE
+
+# Debian's Chromium and its WebDriver, for the live view's browser tests; installed only when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
 demo: install ## Start the local broker and the job, score a few dozen tweets live, then stop
 	$(PY) -m job.tools.demo
 
-test: install ## Run the whole test suite (starts its own Kafka broker)
+view: install ## Serve the live web page of a deployment (SPEC=config/local.yaml; VIEW_ARGS="--since 6h --port 8050")
+	$(VENV)/bin/job view --spec $(SPEC) $(VIEW_ARGS)
+
+test: install browser ## Run the whole test suite (starts its own Kafka broker; installs Chromium for the view's test)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## Run the suite without the slow integration tests
+test-fast: install browser ## Run the suite without the slow integration tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 check: lint typecheck ## Lint, format check and type check (CI runs this before the tests)

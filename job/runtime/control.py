@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ def state_store(spec: DeploymentLocations) -> Iterator[StateStore]:
         session.stop()
 
 
-def _process_gone(status: dict[str, Any]) -> bool:
+def process_gone(status: Mapping[str, Any]) -> bool:
     if status.get("host") != socket.gethostname() or not status.get("pid"):
         return False
     try:
@@ -48,7 +48,7 @@ def current_status(spec: DeploymentLocations) -> dict[str, Any] | None:
     """The status document, with the state corrected when the process died without saying so."""
     with state_store(spec) as store:
         status = store.read_status()
-    if status and status.get("state") in (INITIALIZING, RUNNING) and _process_gone(status):
+    if status and status.get("state") in (INITIALIZING, RUNNING) and process_gone(status):
         status["state"] = FAILED
         status["reason"] = f"process {status['pid']} on {status['host']} is gone without stopping (killed?)"
     return status

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The command line; `tools` lists commands the caller handles itself (name -> help), for `--help`."""
     parser = argparse.ArgumentParser(
         prog="job",
         description="Streaming deployment of a Spark ML model: Kafka in, scored predictions out.",
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the stop (default 180)")
         if name == "delete":
             sub.add_argument("--yes", action="store_true", help="confirm: the checkpoint and state are removed")
+    for name, help_text in (tools or {}).items():
+        commands.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -74,8 +77,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
-def cli(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = None) -> int:
+    args = build_parser(tools).parse_args(argv)
     pid_file = os.environ.get("STREAM_JOB_DRIVER_PID_FILE")
     if pid_file and args.command == "run":
         # spark-submit.sh forwards SIGTERM and Ctrl-C to this process (see the script).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import subprocess
@@ -20,6 +21,7 @@ from job.runtime.values import DeploymentSpec
 from job.tools.broker import BrokerConfig, LocalBroker
 from job.tools.deps import PROJECT_ROOT
 from job.tools.processes import launch_job, stop_job
+from job.view.cli import start_view
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     for topic in (spec.source.topic, spec.target.topic, spec.dead_letter.topic):
         broker.create_topic(topic, partitions=2)
     print(f"2/5 topics ready: {spec.source.topic} -> {spec.target.topic} (dead letters: {spec.dead_letter.topic})")
+    view = start_view(spec, since="1h")
+    print(f"    live view: {view.url}  (open it: it shows the tweets as they are scored)")
+    try:
+        return run_job(args, spec, state_dir, view.url)
+    finally:
+        view.stop()
+
+
+def run_job(args: argparse.Namespace, spec: DeploymentSpec, state_dir: Path, view_url: str) -> int:
+    """Start the job, send the tweets, show them as they come back, stop the job."""
 
     log_path = state_dir.parent / "demo-job.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "  Against Message Hub / Event Streams: see config/messagehub.yaml and the README.\n"
         "The broker keeps running; `make broker-stop` stops it."
     )
+    if sys.stdin.isatty():  # a person at a terminal: leave the page up until they are done with it
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
+            input(f"The live view stays up at {view_url} ; press Enter to close it. ")
     return 0 if status.get("state") == "STOPPED" else 1
 
 
