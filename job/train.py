@@ -87,13 +87,21 @@ TRAINING_SCHEMA = [
     {"name": WEIGHT, "type": "double", "description": "the row's weight in the fit (training_data.weights)"},
 ]
 
-# Lowercased words cut to their first 5 characters (a crude stemmer: wonderful/wonderfully -> "wonde"),
-# "n't" negations kept whole (don't, wouldn't; this alternative comes first, as the regex takes the first
-# that matches), @mentions skipped (tokens start only at a word start and never after "@", so "@user"
-# yields nothing), and ! and ? as tokens of their own.
-TOKEN_PATTERN = r"(?<![@\w'\u2019])(?:[a-z]+n't|[a-z0-9]{1,5})|[!?]"
+# Lowercased words cut to their first 5 characters (a crude stemmer: wonderful/wonderfully -> "wonde");
+# a negation (not, no, never, cannot, any "n't" word) and the first 5 characters of the word after it,
+# one space apart, as one token ("not good", "can't stop", "don't like"): negation marking, within the
+# tokenizer. A negation not followed by a space and a word stays a token of its own ("don't!"). The
+# negation alternatives come first, as the regex takes the first alternative that matches. Tokens start
+# only at a word start and never after "@" or an apostrophe, so "@user" yields nothing and "it's" yields
+# "it". ! and ? are tokens, and so are emoticons: eyes : ; = , an optional nose - or ', a mouth
+# ) ( ] [ d p | * (":D" is ":d" once lowercased), ":/" unless it starts "://" (a URL), and the heart <3.
+# Sentiment140 had its emoticons stripped (they were its labels); the human-rated VADER texts keep theirs.
+TOKEN_PATTERN = (
+    r"(?<![@\w'\u2019])(?:(?:not|no|never|cannot|[a-z]+n't) [a-z0-9]{1,5}|[a-z]+n't|[a-z0-9]{1,5})|[!?]"
+    r"|[:;=][-']?[)(\]\[dp|*]|:/(?!/)|<3"
+)
 
-# Candidate decision thresholds on P(POSITIVE), tried on the Sentiment140 hold-out.
+# Candidate decision thresholds on P(POSITIVE), tried on the VADER dev part.
 THRESHOLD_GRID = tuple(round(0.2 + 0.005 * i, 3) for i in range(121))  # 0.200 .. 0.800
 
 
@@ -472,13 +480,14 @@ def train(
 
     positive = read_lines(spark, paths.positive).transform(with_label(POSITIVE))
     negative = read_lines(spark, paths.negative).transform(with_label(NEGATIVE))
-    s140 = positive.unionByName(negative).transform(drop_blank)
+    # Cached once, so the counts, the split and the fit do not each re-read and re-split the files.
+    s140 = positive.unionByName(negative).transform(drop_blank).cache()
     held = holdout_flag(params.holdout_fraction, params.seed)
     s140_train = s140.where(~held).transform(with_class_weights(params.positive_weight, params.negative_weight))
     s140_holdout = s140.where(held).cache()
 
-    vader = read_vader(spark, paths.vader).transform(drop_blank)
-    vader = vader.withColumn(SPLIT, vader_split(params.seed, params.vader_test_fraction, params.vader_dev_fraction))
+    split = vader_split(params.seed, params.vader_test_fraction, params.vader_dev_fraction)
+    vader = read_vader(spark, paths.vader).transform(drop_blank).withColumn(SPLIT, split).cache()
     vader_train = vader.where(F.col(SPLIT) == SPLIT_TRAIN).transform(vader_labelled(params.vader_band)).cache()
     vader_dev = vader.where(F.col(SPLIT) == SPLIT_DEV).transform(vader_labelled(VADER_EVAL_BAND)).cache()
     vader_test = vader.where(F.col(SPLIT) == SPLIT_TEST).transform(vader_labelled(VADER_EVAL_BAND)).cache()
@@ -614,7 +623,7 @@ def train(
         },
     }
     metadata = ModelMetadata.from_json(json.dumps(doc), source="job.train")
-    for df in (train_df, s140_holdout, vader_train, vader_dev, vader_test, validation_df):
+    for df in (train_df, s140, s140_holdout, vader, vader_train, vader_dev, vader_test, validation_df):
         df.unpersist()
     return TrainingResult(model=model, metadata=metadata, seconds=time.monotonic() - started)
 

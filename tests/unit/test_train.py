@@ -138,6 +138,30 @@ def test_holdout_split_depends_only_on_text_and_seed(spark: SparkSession) -> Non
     assert flags[1] != flags[2]
 
 
+TOKENS = [
+    # Negation pairs: one space only, the next word cut to 5 characters; a lone negation is a token.
+    ("Not good, I don't like it :)", ["not good", "i", "don't like", "it", ":)"]),
+    ("can't stop smiling!!", ["can't stop", "smili", "!", "!"]),
+    ("no way, never again. don't!", ["no way", "never again", "don't", "!"]),
+    ("not  bad, not\tbad", ["not", "bad", "not", "bad"]),
+    # Negation words inside other words are not negations; words start only at a word start.
+    ("nothing now knows cannot", ["nothi", "now", "knows", "canno"]),
+    # Emoticons, lowercased; "://" is not ":/"; URL pieces after "/" are words.
+    (":D :-( ;p =] :* http://t.co/x :/", [":d", ":-(", ";p", "=]", ":*", "http", "t", "co", "x", ":/"]),
+    # No @mentions, nothing after an apostrophe (straight or curly), the heart.
+    ("@user it\u2019s <3 WONDERFUL", ["it", "<3", "wonde"]),
+]
+
+
+def test_token_pattern_marks_negations_and_keeps_emoticons(spark: SparkSession) -> None:
+    tokenizer = train.build_pipeline(train.TrainingParams()).getStages()[0]
+    df = spark.createDataFrame([(i, t) for i, (t, _) in enumerate(TOKENS)], "id int, text string")
+
+    actual = {r.id: list(r.words) for r in tokenizer.transform(df).collect()}
+
+    assert actual == {i: tokens for i, (_, tokens) in enumerate(TOKENS)}
+
+
 def test_read_vader_parses_id_rating_and_text_keeping_further_tabs(spark: SparkSession, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "v.tsv", ["7\t2.5\tso good", "3\t-4\tawful\tday", "12\t0.0\t", "5\t4.0\t:)"])
 
