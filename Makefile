@@ -51,6 +51,7 @@ model: install ## Train the sample model into models/sentiment-prediction from .
 	  --vader ../shared/data/vader-tweets/tweets_GroundTruth.tsv \
 	  --validation-text ../shared/data/tweeteval-sentiment-val/text.txt \
 	  --validation-labels ../shared/data/tweeteval-sentiment-val/labels.txt \
+	  --baseline-model models/sentiment140-only \
 	  --output models/sentiment-prediction --overwrite
 
 bench: install ## Run the benchmarks (results in bench/results/)

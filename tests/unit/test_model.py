@@ -13,6 +13,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from job.demo import DEMO_TWEETS
 from job.model import (
     LoadedModel,
     ModelError,
@@ -210,6 +211,26 @@ def test_shipped_model_loads_and_labels_clear_tweets(spark: SparkSession) -> Non
     ).orderBy("id")
     assert_column_equality(out, "label", "expected")
     assert [r.confident for r in out.collect()] == [True] * len(SMOKE)
+
+
+# The demo's tweets as job/demo.py sends them: twelve plainly positive, then twelve plainly negative.
+DEMO_EXPECTED = ["POSITIVE"] * 12 + ["NEGATIVE"] * 12
+
+
+def test_shipped_model_labels_every_demo_tweet_right(spark: SparkSession) -> None:
+    assert len(DEMO_TWEETS) == len(DEMO_EXPECTED)
+    model = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+    df = spark.createDataFrame(
+        [(i, text, expected) for i, (text, expected) in enumerate(zip(DEMO_TWEETS, DEMO_EXPECTED, strict=True))],
+        "id int, text string, expected string",
+    )
+
+    scored = model.pipeline.transform(df)
+
+    out = scored.select(
+        "id", "expected", label_for_prediction(model.metadata.label_values)(F.col("prediction")).alias("label")
+    ).orderBy("id")
+    assert_column_equality(out, "label", "expected")
 
 
 # --- refusals ------------------------------------------------------------------------------------------
