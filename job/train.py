@@ -268,8 +268,8 @@ def vader_labelled(band: float) -> Callable[[DataFrame], DataFrame]:
 
 
 def holdout_flag(fraction: float, seed: int) -> Column:
-    """True for the rows set aside for tuning: a seeded hash of the text, so the split does not depend
-    on partitioning or row order, and duplicate tweets always fall on the same side."""
+    """True for the Sentiment140 rows held out of training (reported on): a seeded hash of the text, so the
+    split does not depend on partitioning or row order, and duplicate tweets always fall on the same side."""
     bucket = F.pmod(F.xxhash64(F.lit(seed), F.col(TEXT)), F.lit(10_000))
     return bucket < F.lit(round(fraction * 10_000))
 
@@ -343,7 +343,7 @@ def tune_threshold(scores: DataFrame) -> tuple[float, float]:
     pos = sum(r["count"] for r in counts if r[LABEL] == POSITIVE)
     neg = sum(r["count"] for r in counts if r[LABEL] != POSITIVE)
     if not pos or not neg:
-        raise TrainingError("the hold-out set needs rows of both classes to tune the threshold")
+        raise TrainingError("the VADER dev part needs rows of both classes to tune the threshold")
     best: tuple[float, float, float] | None = None  # (balanced accuracy, -distance from 0.5, threshold)
     for i, t in enumerate(THRESHOLD_GRID):
         # Predicted POSITIVE at threshold i iff more than i candidates lie below the probability.
