@@ -77,8 +77,10 @@ model: install ## Train the sample model into models/sentiment-prediction from .
 	$(PY) -m job.training.train \
 	  --positive ../shared/data/sentiment140-100k/positive.txt \
 	  --negative ../shared/data/sentiment140-100k/negative.txt \
+	  --vader ../shared/data/vader-tweets/tweets_GroundTruth.tsv \
 	  --validation-text ../shared/data/tweeteval-sentiment-val/text.txt \
 	  --validation-labels ../shared/data/tweeteval-sentiment-val/labels.txt \
+	  --baseline-model models/sentiment140-only \
 	  --output models/sentiment-prediction --overwrite
 
 bench: install ## Run the benchmarks (results in bench/results/)

@@ -288,7 +288,7 @@ def explain_static(s: Mapping[str, Any]) -> str:
         ),
         "The dense model gives the same predictions and probabilities to the bit: the dense dot adds the same "
         "products in the same order (the fairness check under Throughput compares them record by record).",
-        "Job change: when loading the model (job/model.py), replace the LogisticRegressionModel by one whose "
+        "Job change: when loading the model (job/runtime/model.py), replace the LogisticRegressionModel by one whose "
         "coefficient matrix is `coefficientMatrix.toDense` (as `bench.static.densify_logistic_regression` "
         "does); it costs 8 bytes per feature (2 MiB for 2^18 features)"
         + (

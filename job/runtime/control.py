@@ -25,7 +25,7 @@ def state_store(spec: DeploymentLocations) -> Iterator[StateStore]:
     if storage.is_local(spec.state_location):
         yield StateStore(spec.state_location)
         return
-    session = local_session("job-status", cores=1)
+    session = local_session("job-status", master="local[1]")
     try:
         yield StateStore(spec.state_location, session)
     finally:
@@ -128,7 +128,9 @@ def delete(spec: DeploymentLocations, confirmed: bool, timeout_s: float = 180.0)
         print("error: the deployment did not stop; nothing deleted", file=sys.stderr)
         return EXIT_FAILED
     locations = [spec.checkpoint_location, *([spec.state_location] if spec.state_location else [])]
-    session = None if all(storage.is_local(loc) for loc in locations) else local_session("job-delete", cores=1)
+    session = (
+        None if all(storage.is_local(loc) for loc in locations) else local_session("job-delete", master="local[1]")
+    )
     try:
         for location in locations:
             removed = storage.delete(session, location, recursive=True)

@@ -207,7 +207,7 @@ def load_model(spark: SparkSession, location: str, available_columns: Sequence[s
     if metadata_text is None:
         raise ModelError(
             f"model location {location}: no {METADATA_FILE} (name, version, label_values, input_schema); "
-            "job.train writes it beside metadata/ and stages/"
+            "job.training.train writes it beside metadata/ and stages/"
         )
     metadata = ModelMetadata.from_json(metadata_text, source=metadata_uri)
 

@@ -49,13 +49,13 @@ def deployment_session(spec: DeploymentSpec, app_name: str | None = None) -> Spa
 
 def local_session(
     app_name: str,
-    cores: int = 2,
+    master: str = "local[2]",
     conf: Mapping[str, str] | None = None,
     log_level: str = "WARN",
 ) -> SparkSession:
     """A local session with the job's settings and the UI off: for the state folder on Hadoop storage,
     training, the tests and the benchmark. `conf` adds to or overrides the settings (memory, jars)."""
-    builder = SparkSession.builder.master(f"local[{cores}]").appName(app_name).config("spark.ui.enabled", "false")
+    builder = SparkSession.builder.master(master).appName(app_name).config("spark.ui.enabled", "false")
     for key, value in {**spark_conf(), **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -23,14 +23,16 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from job.runtime import storage
-from job.runtime.model import METADATA_FILE, ModelMetadata
+from job.runtime.model import METADATA_FILE, LoadedModel, ModelError, ModelMetadata, load_model
+from job.runtime.session import local_session
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "Sentiment Prediction"
 DEFAULT_DESCRIPTION = (
     "Binary tweet sentiment (NEGATIVE / POSITIVE) from raw tweet text. Trained on Sentiment140 "
-    "(distant supervision by emoticons), validated on the TweetEval sentiment validation set."
+    "(distant supervision by emoticons) and the human-rated VADER tweets (Hutto and Gilbert, ICWSM 2014), "
+    "validated on the TweetEval sentiment validation set."
 )
 DEFAULT_AUTHOR = "spark-stream-deployment"
 
@@ -38,6 +40,8 @@ ID = "id"
 TEXT = "text"
 LABEL = "label"
 WEIGHT = "weight"
+RATING = "rating"
+SPLIT = "split"
 WORDS = "words"
 FEATURES = "features"
 PREDICTION = "prediction"
@@ -52,20 +56,43 @@ NEGATIVE, POSITIVE = 0.0, 1.0
 TWEETEVAL_LABELS = {"0": NEGATIVE, "2": POSITIVE}
 TWEETEVAL_NEUTRAL = "1"
 
+# VADER's tweets_GroundTruth.tsv: `id<TAB>mean rating<TAB>text`, ratings from -4 to +4.
+VADER_RATING_RANGE = (-4.0, 4.0)
+# A VADER text evaluated (dev, test) is POSITIVE at a mean rating >= +0.5 and NEGATIVE at <= -0.5, the
+# dataset's own cut; texts in between are neutral and not evaluated. Fixed, whatever the training band.
+VADER_EVAL_BAND = 0.5
+# The VADER split, by a seeded hash of the text's VADER id: buckets 0..9999, the first `test` share is the
+# test part (never trained on, never used to choose anything), the next `dev` share tunes the threshold.
+SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST = "train", "dev", "test"
+SPLIT_PARTS = (SPLIT_TRAIN, SPLIT_DEV, SPLIT_TEST)
+
 INPUT_SCHEMA = [{"name": ID, "type": "integer"}, {"name": TEXT, "type": "string"}]
 TRAINING_SCHEMA = [
-    {"name": ID, "type": "integer", "description": "0-based line number of the tweet in its file"},
+    {
+        "name": ID,
+        "type": "integer",
+        "description": "Sentiment140: 0-based line number of the tweet in its file; VADER: the text's VADER id",
+    },
     {"name": TEXT, "type": "string", "description": "the tweet, one line of the file"},
     {"name": LABEL, "type": "double", "description": "index into label_values (0.0 NEGATIVE, 1.0 POSITIVE)"},
+    {"name": WEIGHT, "type": "double", "description": "the row's weight in the fit (training_data.weights)"},
 ]
 
-# Lowercased words cut to their first 5 characters (a crude stemmer: wonderful/wonderfully -> "wonde"),
-# "n't" negations kept whole (don't, wouldn't; this alternative comes first, as the regex takes the first
-# that matches), @mentions skipped (tokens start only at a word start and never after "@", so "@user"
-# yields nothing), and ! and ? as tokens of their own.
-TOKEN_PATTERN = r"(?<![@\w'\u2019])(?:[a-z]+n't|[a-z0-9]{1,5})|[!?]"
+# Lowercased words cut to their first 5 characters (a crude stemmer: wonderful/wonderfully -> "wonde");
+# a negation (not, no, never, cannot, any "n't" word) and the first 5 characters of the word after it,
+# one space apart, as one token ("not good", "can't stop", "don't like"): negation marking, within the
+# tokenizer. A negation not followed by a space and a word stays a token of its own ("don't!"). The
+# negation alternatives come first, as the regex takes the first alternative that matches. Tokens start
+# only at a word start and never after "@" or an apostrophe, so "@user" yields nothing and "it's" yields
+# "it". ! and ? are tokens, and so are emoticons: eyes : ; = , an optional nose - or ', a mouth
+# ) ( ] [ d p | * (":D" is ":d" once lowercased), ":/" unless it starts "://" (a URL), and the heart <3.
+# Sentiment140 had its emoticons stripped (they were its labels); the human-rated VADER texts keep theirs.
+TOKEN_PATTERN = (
+    r"(?<![@\w'\u2019])(?:(?:not|no|never|cannot|[a-z]+n't) [a-z0-9]{1,5}|[a-z]+n't|[a-z0-9]{1,5})|[!?]"
+    r"|[:;=][-']?[)(\]\[dp|*]|:/(?!/)|<3"
+)
 
-# Candidate decision thresholds on P(POSITIVE), tried on the Sentiment140 hold-out.
+# Candidate decision thresholds on P(POSITIVE), tried on the VADER dev part.
 THRESHOLD_GRID = tuple(round(0.2 + 0.005 * i, 3) for i in range(121))  # 0.200 .. 0.800
 
 
@@ -87,10 +114,14 @@ class TrainingParams:
     standardization: bool = False
     max_iter: int = 300
     tol: float = 1e-6
-    negative_weight: float = 1.0
-    positive_weight: float = 1.0
-    holdout_fraction: float = 0.1
-    threshold: float | None = None  # None: tune on the Sentiment140 hold-out
+    negative_weight: float = 1.0  # Sentiment140 rows
+    positive_weight: float = 1.0  # Sentiment140 rows
+    vader_weight: float = 20.0  # a VADER POSITIVE row; a VADER NEGATIVE row is scaled up to balance the classes
+    vader_band: float = 0.5  # VADER training rows: POSITIVE at a rating >= band, NEGATIVE at <= -band
+    vader_test_fraction: float = 0.2
+    vader_dev_fraction: float = 0.15
+    holdout_fraction: float = 0.1  # Sentiment140 hold-out, for reporting
+    threshold: float | None = None  # None: tune on the VADER dev part
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -98,22 +129,29 @@ class TrainingParams:
             raise TrainingError(f"num_features must be in 1..{1 << 18}, found {self.num_features}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise TrainingError(f"holdout_fraction must be in [0, 1), found {self.holdout_fraction}")
-        if self.threshold is None and self.holdout_fraction == 0.0:
-            raise TrainingError("a threshold must be given when there is no hold-out to tune it on")
+        for name in ("vader_test_fraction", "vader_dev_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TrainingError(f"{name} must be in [0, 1), found {getattr(self, name)}")
+        if self.vader_test_fraction + self.vader_dev_fraction >= 1.0:
+            raise TrainingError(
+                "vader_test_fraction + vader_dev_fraction must leave VADER rows to train on, found "
+                f"{self.vader_test_fraction} + {self.vader_dev_fraction}"
+            )
+        if not 0.0 < self.vader_band <= VADER_RATING_RANGE[1]:
+            raise TrainingError(f"vader_band must be in (0, {VADER_RATING_RANGE[1]}], found {self.vader_band}")
+        if self.threshold is None and self.vader_dev_fraction == 0.0:
+            raise TrainingError("a threshold must be given when there is no VADER dev part to tune it on")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise TrainingError(f"threshold must be in (0, 1), found {self.threshold}")
-        if self.negative_weight <= 0 or self.positive_weight <= 0:
-            raise TrainingError("class weights must be positive")
-
-    @property
-    def weighted(self) -> bool:
-        return (self.negative_weight, self.positive_weight) != (1.0, 1.0)
+        if self.negative_weight <= 0 or self.positive_weight <= 0 or self.vader_weight <= 0:
+            raise TrainingError("class weights and the VADER weight must be positive")
 
 
 @dataclass(frozen=True)
 class DataPaths:
     positive: str
     negative: str
+    vader: str
     validation_text: str
     validation_labels: str
 
@@ -158,9 +196,71 @@ def validation_set(texts: DataFrame, labels: DataFrame) -> DataFrame:
     )
 
 
+def read_vader(spark: SparkSession, path: str) -> DataFrame:
+    """VADER's `tweets_GroundTruth.tsv` as (id, rating, text), one row per line.
+
+    Refuses, naming the first offending line, a line that is not `id<TAB>rating<TAB>text` with an integer
+    id and a rating in [-4, 4], and ids that repeat (the split is drawn by id). The text keeps any further tabs.
+    """
+    fields = F.split(F.col(TEXT), "\t", 3)
+    # try_cast and F.get give null rather than failing the whole read (ANSI mode), so the bad line can be named.
+    parsed = read_lines(spark, path).select(
+        F.col(ID).alias("line"),
+        F.col(TEXT).alias("raw"),
+        F.get(fields, 0).try_cast("int").alias(ID),
+        F.get(fields, 1).try_cast("double").alias(RATING),
+        F.get(fields, 2).alias(TEXT),
+    )
+    low, high = VADER_RATING_RANGE
+    bad = (
+        F.col(ID).isNull()
+        | F.col(RATING).isNull()
+        | F.isnan(F.col(RATING))
+        | ~F.col(RATING).between(low, high)
+        | F.col(TEXT).isNull()
+    )
+    first_bad = parsed.where(bad).orderBy("line").limit(1).collect()
+    if first_bad:
+        row = first_bad[0]
+        raise TrainingError(
+            f"{path}: line {row.line + 1} is not id<TAB>rating<TAB>text with an integer id and a rating in "
+            f"[{low:g}, {high:g}]: {row.raw[:80]!r}"
+        )
+    repeated = parsed.groupBy(ID).count().where(F.col("count") > 1).orderBy(ID).limit(1).collect()
+    if repeated:
+        raise TrainingError(f"{path}: id {repeated[0][ID]} appears on {repeated[0]['count']} lines; ids must be unique")
+    return parsed.select(ID, RATING, TEXT)
+
+
+def vader_split(seed: int, test_fraction: float, dev_fraction: float) -> Column:
+    """`test`, `dev` or `train` for each VADER row, from a seeded hash of its VADER id (an int column).
+
+    Fixed by the seed and the fractions alone: not by partitioning, row order, or the ratings.
+    """
+    bucket = F.pmod(F.xxhash64(F.lit(seed), F.col(ID)), F.lit(10_000))
+    test_end = round(test_fraction * 10_000)
+    dev_end = test_end + round(dev_fraction * 10_000)
+    return (
+        F.when(bucket < F.lit(test_end), F.lit(SPLIT_TEST))
+        .when(bucket < F.lit(dev_end), F.lit(SPLIT_DEV))
+        .otherwise(F.lit(SPLIT_TRAIN))
+    )
+
+
+def vader_labelled(band: float) -> Callable[[DataFrame], DataFrame]:
+    """(id, text, label) for the VADER rows rated at least `band` away from 0; the rest are neutral, left out."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        polar = df.where(F.abs(F.col(RATING)) >= F.lit(band))
+        label = F.when(F.col(RATING) > 0, F.lit(POSITIVE)).otherwise(F.lit(NEGATIVE))
+        return polar.select(ID, TEXT, label.alias(LABEL))
+
+    return transform
+
+
 def holdout_flag(fraction: float, seed: int) -> Column:
-    """True for the rows set aside for tuning: a seeded hash of the text, so the split does not depend
-    on partitioning or row order, and duplicate tweets always fall on the same side."""
+    """True for the Sentiment140 rows held out of training (reported on): a seeded hash of the text, so the
+    split does not depend on partitioning or row order, and duplicate tweets always fall on the same side."""
     bucket = F.pmod(F.xxhash64(F.lit(seed), F.col(TEXT)), F.lit(10_000))
     return bucket < F.lit(round(fraction * 10_000))
 
@@ -196,18 +296,15 @@ def build_pipeline(params: TrainingParams) -> Pipeline:
         standardization=params.standardization,
         maxIter=params.max_iter,
         tol=params.tol,
-    )
-    if params.weighted:
         # Only the fit reads the weight column; the fitted model scores rows without it.
-        lr.setWeightCol(WEIGHT)
+        weightCol=WEIGHT,
+    )
     return Pipeline(stages=[tokenizer, hashing, lr])
 
 
-def with_class_weights(params: TrainingParams) -> Callable[[DataFrame], DataFrame]:
+def with_class_weights(positive_weight: float, negative_weight: float) -> Callable[[DataFrame], DataFrame]:
     def transform(df: DataFrame) -> DataFrame:
-        weight = F.when(F.col(LABEL) == POSITIVE, F.lit(params.positive_weight)).otherwise(
-            F.lit(params.negative_weight)
-        )
+        weight = F.when(F.col(LABEL) == POSITIVE, F.lit(positive_weight)).otherwise(F.lit(negative_weight))
         return df.select(ID, TEXT, LABEL, weight.alias(WEIGHT))
 
     return transform
@@ -237,7 +334,7 @@ def tune_threshold(scores: DataFrame) -> tuple[float, float]:
     pos = sum(r["count"] for r in counts if r[LABEL] == POSITIVE)
     neg = sum(r["count"] for r in counts if r[LABEL] != POSITIVE)
     if not pos or not neg:
-        raise TrainingError("the hold-out set needs rows of both classes to tune the threshold")
+        raise TrainingError("the VADER dev part needs rows of both classes to tune the threshold")
     best: tuple[float, float, float] | None = None  # (balanced accuracy, -distance from 0.5, threshold)
     for i, t in enumerate(THRESHOLD_GRID):
         # Predicted POSITIVE at threshold i iff more than i candidates lie below the probability.
@@ -310,25 +407,14 @@ class TrainingResult:
     seconds: float
 
 
-def train(
-    spark: SparkSession,
-    paths: DataPaths,
-    params: TrainingParams,
-    author: str = DEFAULT_AUTHOR,
-    description: str = DEFAULT_DESCRIPTION,
-) -> TrainingResult:
-    """Fit the pipeline on Sentiment140, tune the threshold on its hold-out, evaluate once on TweetEval."""
-    started = time.monotonic()
-    positive = read_lines(spark, paths.positive).transform(with_label(POSITIVE))
-    negative = read_lines(spark, paths.negative).transform(with_label(NEGATIVE))
-    labelled = positive.unionByName(negative).transform(drop_blank)
-    held = holdout_flag(params.holdout_fraction, params.seed)
-    train_df = labelled.where(~held)
-    if params.weighted:
-        train_df = train_df.transform(with_class_weights(params))
-    train_df = train_df.cache()
-    holdout_df = labelled.where(held).cache()
+def class_counts(df: DataFrame) -> dict[str, int]:
+    """Rows per label, both labels always present (0 when absent), in label order."""
+    found = {int(r[LABEL]): r["count"] for r in df.groupBy(LABEL).count().collect()}
+    return {name: found.get(i, 0) for i, name in enumerate(LABEL_VALUES)}
 
+
+def read_validation(spark: SparkSession, paths: DataPaths) -> DataFrame:
+    """The TweetEval negative and positive lines, checked: as many labels as texts, labels 0, 1 or 2."""
     val_text = read_lines(spark, paths.validation_text)
     val_labels = read_lines(spark, paths.validation_labels)
     text_lines, label_lines = val_text.count(), val_labels.count()
@@ -341,13 +427,79 @@ def train(
         raise TrainingError(
             f"{paths.validation_labels}: labels must be 0, 1 or 2; line {bad[0][ID] + 1} has {bad[0][TEXT]!r}"
         )
-    validation_df = validation_set(val_text, val_labels).transform(drop_blank).cache()
+    return validation_set(val_text, val_labels).transform(drop_blank)
 
-    train_rows = {LABEL_VALUES[int(r[LABEL])]: r["count"] for r in train_df.groupBy(LABEL).count().collect()}
-    holdout_rows = {LABEL_VALUES[int(r[LABEL])]: r["count"] for r in holdout_df.groupBy(LABEL).count().collect()}
-    logger.info("training rows %s, hold-out rows %s", train_rows, holdout_rows)
-    if len(train_rows) != 2:
-        raise TrainingError(f"training needs rows of both classes, found {train_rows}")
+
+def load_baseline(spark: SparkSession, location: str) -> LoadedModel:
+    """A previously trained model to compare with: loaded and checked as the job would, same labels as ours."""
+    try:
+        baseline = load_model(spark, location, [ID, TEXT])
+    except ModelError as exc:
+        raise TrainingError(f"baseline model: {exc}") from None
+    if baseline.metadata.label_values != LABEL_VALUES:
+        raise TrainingError(
+            f"baseline model {location}: label_values {list(baseline.metadata.label_values)} differ from "
+            f"{list(LABEL_VALUES)}, so its figures would not compare"
+        )
+    return baseline
+
+
+def log_figures(name: str, figures: dict[str, Any]) -> None:
+    logger.info(
+        "%s: balanced accuracy %.4f, accuracy %.4f, ROC AUC %.4f, rows %s",
+        name,
+        figures["balanced_accuracy"],
+        figures["accuracy"],
+        figures["roc_auc"],
+        figures["rows"],
+    )
+
+
+def train(
+    spark: SparkSession,
+    paths: DataPaths,
+    params: TrainingParams,
+    author: str = DEFAULT_AUTHOR,
+    description: str = DEFAULT_DESCRIPTION,
+    baseline_location: str | None = None,
+) -> TrainingResult:
+    """Fit on Sentiment140 and VADER's train part, tune the threshold on VADER's dev part, evaluate on the
+    Sentiment140 hold-out and VADER's test part, and only then read TweetEval, once, to report on it."""
+    started = time.monotonic()
+    # A baseline that cannot be loaded should fail the run before the fit, not after.
+    baseline = load_baseline(spark, baseline_location) if baseline_location else None
+
+    positive = read_lines(spark, paths.positive).transform(with_label(POSITIVE))
+    negative = read_lines(spark, paths.negative).transform(with_label(NEGATIVE))
+    # Cached once, so the counts, the split and the fit do not each re-read and re-split the files.
+    s140 = positive.unionByName(negative).transform(drop_blank).cache()
+    held = holdout_flag(params.holdout_fraction, params.seed)
+    s140_train = s140.where(~held).transform(with_class_weights(params.positive_weight, params.negative_weight))
+    s140_holdout = s140.where(held).cache()
+
+    split = vader_split(params.seed, params.vader_test_fraction, params.vader_dev_fraction)
+    vader = read_vader(spark, paths.vader).transform(drop_blank).withColumn(SPLIT, split).cache()
+    vader_train = vader.where(F.col(SPLIT) == SPLIT_TRAIN).transform(vader_labelled(params.vader_band)).cache()
+    vader_dev = vader.where(F.col(SPLIT) == SPLIT_DEV).transform(vader_labelled(VADER_EVAL_BAND)).cache()
+    vader_test = vader.where(F.col(SPLIT) == SPLIT_TEST).transform(vader_labelled(VADER_EVAL_BAND)).cache()
+    vader_split_rows = {r[SPLIT]: r["count"] for r in vader.groupBy(SPLIT).count().collect()}
+
+    s140_rows = class_counts(s140_train)
+    vader_rows = {"train": class_counts(vader_train), "dev": class_counts(vader_dev), "test": class_counts(vader_test)}
+    logger.info("Sentiment140 training rows %s; VADER rows %s", s140_rows, vader_rows)
+    if min(s140_rows.values()) == 0 or min(vader_rows["train"].values()) == 0:
+        raise TrainingError(
+            f"training needs rows of both classes from each source, found Sentiment140 {s140_rows}, "
+            f"VADER {vader_rows['train']}"
+        )
+    # Both VADER classes carry the same total weight: VADER has twice as many positives as negatives.
+    vader_weights = {
+        "POSITIVE": params.vader_weight,
+        "NEGATIVE": params.vader_weight * vader_rows["train"]["POSITIVE"] / vader_rows["train"]["NEGATIVE"],
+    }
+    train_df = s140_train.unionByName(
+        vader_train.transform(with_class_weights(vader_weights["POSITIVE"], vader_weights["NEGATIVE"]))
+    ).cache()
 
     fit_started = time.monotonic()
     model = build_pipeline(params).fit(train_df)
@@ -360,24 +512,53 @@ def train(
         lr_model.coefficients.numNonzeros(),
     )
 
-    holdout_eval: dict[str, Any] | None = None
     if params.threshold is None:
-        threshold, holdout_ba = tune_threshold(scored(model, holdout_df))
-        logger.info("threshold %.3f: balanced accuracy %.4f on the hold-out", threshold, holdout_ba)
+        threshold, dev_ba = tune_threshold(scored(model, vader_dev))
+        logger.info("threshold %.3f: balanced accuracy %.4f on the VADER dev part", threshold, dev_ba)
     else:
         threshold = params.threshold
     lr_model.setThreshold(threshold)
-    if params.holdout_fraction > 0:
-        holdout_eval = evaluate(scored(model, holdout_df))
-    validation_eval = evaluate(scored(model, validation_df))
-    logger.info(
-        "validation: balanced accuracy %.4f, accuracy %.4f, ROC AUC %.4f",
-        validation_eval["balanced_accuracy"],
-        validation_eval["accuracy"],
-        validation_eval["roc_auc"],
-    )
 
-    training_data = {"positive": file_facts(spark, paths.positive), "negative": file_facts(spark, paths.negative)}
+    def figures(df: DataFrame) -> dict[str, Any] | None:
+        # An empty part (fraction 0, or tiny data) has no figures rather than failing the run.
+        return evaluate(scored(model, df)) if min(class_counts(df).values()) > 0 else None
+
+    s140_eval = figures(s140_holdout)
+    vader_dev_eval = figures(vader_dev)
+    vader_test_eval = figures(vader_test)
+
+    # Everything above is fixed; TweetEval is read here, once, only to report on.
+    validation_df = read_validation(spark, paths).cache()
+    validation_eval = evaluate(scored(model, validation_df))
+    for name, result in (
+        ("Sentiment140 hold-out", s140_eval),
+        ("VADER dev", vader_dev_eval),
+        ("VADER test", vader_test_eval),
+        ("TweetEval validation", validation_eval),
+    ):
+        if result is not None:
+            log_figures(name, result)
+    baseline_eval: dict[str, Any] | None = None
+    if baseline is not None:
+        baseline_eval = {
+            "model": {
+                "name": baseline.metadata.name,
+                "version": baseline.metadata.version,
+                "location": baseline_location,
+                "threshold": baseline.pipeline.stages[-1].getOrDefault("threshold"),
+            },
+            "tweeteval": evaluate(scored(baseline.pipeline, validation_df)),
+            "vader_test": evaluate(scored(baseline.pipeline, vader_test))
+            if min(vader_rows["test"].values()) > 0
+            else None,
+        }
+        log_figures("baseline on TweetEval validation", baseline_eval["tweeteval"])
+
+    training_data = {
+        "positive": file_facts(spark, paths.positive),
+        "negative": file_facts(spark, paths.negative),
+        "vader": file_facts(spark, paths.vader),
+    }
     validation_data = {
         "text": file_facts(spark, paths.validation_text),
         "labels": file_facts(spark, paths.validation_labels),
@@ -402,8 +583,19 @@ def train(
         "training_schema": TRAINING_SCHEMA,
         "training_data": {
             **training_data,
-            "rows": {"train": train_rows, "holdout": holdout_rows},
-            "holdout": "rows whose pmod(xxhash64(seed, text), 10000) < holdout_fraction * 10000",
+            "rows": {
+                "sentiment140": {"train": s140_rows, "holdout": class_counts(s140_holdout)},
+                "vader": {**vader_rows, "lines_per_part": {k: vader_split_rows.get(k, 0) for k in SPLIT_PARTS}},
+            },
+            "weights": {
+                "sentiment140": {"POSITIVE": params.positive_weight, "NEGATIVE": params.negative_weight},
+                "vader": vader_weights,
+            },
+            "holdout": "Sentiment140 rows whose pmod(xxhash64(seed, text), 10000) < holdout_fraction * 10000",
+            "vader_split": "by b = pmod(xxhash64(seed, VADER id), 10000): test when b < vader_test_fraction * "
+            "10000, dev when below (vader_test_fraction + vader_dev_fraction) * 10000, else train",
+            "vader_labels": "train: POSITIVE at a mean rating >= vader_band, NEGATIVE at <= -vader_band; dev and "
+            f"test: the same at +-{VADER_EVAL_BAND}; texts in between are neutral and left out",
         },
         "validation_data": {
             **validation_data,
@@ -411,14 +603,18 @@ def train(
         },
         "hyperparameters": hyperparameters,
         "evaluation": {
-            "dataset": "TweetEval sentiment validation, negative and positive lines: never trained on, and the "
-            "threshold is tuned on the Sentiment140 hold-out (models/README.md says how the rest was chosen)",
+            "dataset": "TweetEval sentiment validation, negative and positive lines: never trained on and read "
+            "only after the model and threshold were fixed (threshold tuned on the VADER dev part; "
+            "models/README.md says how the rest was chosen)",
             **validation_eval,
-            "holdout": holdout_eval,
+            "sentiment140_holdout": s140_eval,
+            "vader_dev": vader_dev_eval,
+            "vader_test": vader_test_eval,
+            "baseline": baseline_eval,
         },
     }
-    metadata = ModelMetadata.from_json(json.dumps(doc), source="job.train")
-    for df in (train_df, holdout_df, validation_df):
+    metadata = ModelMetadata.from_json(json.dumps(doc), source="job.training.train")
+    for df in (train_df, s140, s140_holdout, vader, vader_train, vader_dev, vader_test, validation_df):
         df.unpersist()
     return TrainingResult(model=model, metadata=metadata, seconds=time.monotonic() - started)
 
@@ -453,10 +649,11 @@ def save(spark: SparkSession, result: TrainingResult, output: str, overwrite: bo
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainingParams()
-    p = argparse.ArgumentParser(prog="python -m job.train", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m job.training.train", description=__doc__)
     data = p.add_argument_group("data (any path or URI Spark reads)")
     data.add_argument("--positive", required=True, help="positive tweets, one per line")
     data.add_argument("--negative", required=True, help="negative tweets, one per line")
+    data.add_argument("--vader", required=True, help="VADER tweets_GroundTruth.tsv: id<TAB>mean rating<TAB>text")
     data.add_argument("--validation-text", required=True, help="validation tweets, one per line")
     data.add_argument("--validation-labels", required=True, help="validation labels: 0 neg, 1 neutral, 2 pos")
     out = p.add_argument_group("output")
@@ -464,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
     out.add_argument("--author", default=DEFAULT_AUTHOR)
     out.add_argument("--description", default=DEFAULT_DESCRIPTION)
+    out.add_argument(
+        "--baseline-model", default=None, help="a saved model to evaluate on the same rows, for comparison"
+    )
     hp = p.add_argument_group("hyperparameters")
     hp.add_argument("--seed", type=int, default=defaults.seed, help="seed of the hold-out split")
     hp.add_argument("--token-pattern", default=defaults.token_pattern, help="RegexTokenizer pattern (gaps=false)")
@@ -475,8 +675,12 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--max-iter", type=int, default=defaults.max_iter)
     hp.add_argument("--negative-weight", type=float, default=defaults.negative_weight)
     hp.add_argument("--positive-weight", type=float, default=defaults.positive_weight)
+    hp.add_argument("--vader-weight", type=float, default=defaults.vader_weight, help="weight of a VADER positive")
+    hp.add_argument("--vader-band", type=float, default=defaults.vader_band, help="|rating| a VADER row needs")
+    hp.add_argument("--vader-test-fraction", type=float, default=defaults.vader_test_fraction)
+    hp.add_argument("--vader-dev-fraction", type=float, default=defaults.vader_dev_fraction)
     hp.add_argument("--holdout-fraction", type=float, default=defaults.holdout_fraction)
-    hp.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: tune on hold-out)")
+    hp.add_argument("--threshold", type=float, default=None, help="fixed threshold (default: tune on VADER dev)")
     spark = p.add_argument_group("spark")
     spark.add_argument("--master", default="local[2]")
     spark.add_argument("--driver-memory", default="4g")
@@ -494,22 +698,13 @@ def params_from_args(args: argparse.Namespace) -> TrainingParams:
         max_iter=args.max_iter,
         negative_weight=args.negative_weight,
         positive_weight=args.positive_weight,
+        vader_weight=args.vader_weight,
+        vader_band=args.vader_band,
+        vader_test_fraction=args.vader_test_fraction,
+        vader_dev_fraction=args.vader_dev_fraction,
         holdout_fraction=args.holdout_fraction,
         threshold=args.threshold,
         seed=args.seed,
-    )
-
-
-def build_spark(master: str, driver_memory: str) -> SparkSession:
-    return (
-        SparkSession.builder.master(master)
-        .appName("job.train")
-        .config("spark.driver.memory", driver_memory)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
     )
 
 
@@ -519,17 +714,29 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         params = params_from_args(args)
+        if args.baseline_model and args.baseline_model.rstrip("/") == args.output.rstrip("/"):
+            raise TrainingError(
+                f"--baseline-model and --output are both {args.output}: the model being replaced would be "
+                "compared with itself on the next run; keep the baseline in a folder of its own"
+            )
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     own_session = spark is None
-    session = spark or build_spark(args.master, args.driver_memory)
+    session = spark or local_session("job.training.train", args.master, {"spark.driver.memory": args.driver_memory})
     if own_session:
         session.sparkContext.setLogLevel("WARN")
     try:
         check_output(session, args.output, args.overwrite)
-        paths = DataPaths(args.positive, args.negative, args.validation_text, args.validation_labels)
-        result = train(session, paths, params, author=args.author, description=args.description)
+        paths = DataPaths(args.positive, args.negative, args.vader, args.validation_text, args.validation_labels)
+        result = train(
+            session,
+            paths,
+            params,
+            author=args.author,
+            description=args.description,
+            baseline_location=args.baseline_model,
+        )
         save(session, result, args.output, args.overwrite)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -538,13 +745,21 @@ def main(argv: Sequence[str] | None = None, spark: SparkSession | None = None) -
         if own_session:
             session.stop()
     ev = result.metadata.raw["evaluation"]
-    print(
-        f"saved {MODEL_NAME!r} version {result.metadata.version} to {args.output} in {result.seconds:.0f}s\n"
-        f"validation: balanced accuracy {ev['balanced_accuracy']:.4f}, accuracy {ev['accuracy']:.4f}, "
-        f"ROC AUC {ev['roc_auc']:.4f}, rows {ev['rows']}\n"
-        f"threshold {result.metadata.raw['hyperparameters']['threshold']}"
-    )
+    print(f"saved {MODEL_NAME!r} version {result.metadata.version} to {args.output} in {result.seconds:.0f}s")
+    print(f"threshold {result.metadata.raw['hyperparameters']['threshold']} (tuned on the VADER dev part)")
+    print(f"TweetEval validation: {summary(ev)}")
+    if ev["vader_test"] is not None:
+        print(f"VADER test part:      {summary(ev['vader_test'])}")
+    if ev["baseline"] is not None:
+        print(f"baseline {ev['baseline']['model']['version']} on TweetEval: {summary(ev['baseline']['tweeteval'])}")
     return 0
+
+
+def summary(figures: dict[str, Any]) -> str:
+    return (
+        f"balanced accuracy {figures['balanced_accuracy']:.4f}, accuracy {figures['accuracy']:.4f}, "
+        f"ROC AUC {figures['roc_auc']:.4f}, rows {figures['rows']}"
+    )
 
 
 if __name__ == "__main__":

@@ -163,15 +163,28 @@ def test_scorer_equals_pipeline_model_for_a_multinomial_model(spark: SparkSessio
     _assert_scores_equal(spark, model, params)
 
 
+# Texts that poke at each alternative of the shipped tokenizer pattern and at Java/Python regex differences:
+# negation pairs across one space only, "://" not a ":/" emoticon, curly apostrophes, "<3" and "&lt;3".
+PATTERN_PROBES = [
+    "I don't like it!!",
+    "can't wait for the weekend",
+    "it\u2019s @fun 123456 abc",
+    "not good, not  bad, not\tgreat, no way, never again, cannot believe it, don\u2019t go",
+    "nothing now knows no. not! don't!",
+    "so happy :) :-) :D ;p =] :( :'( :| :* :/ <3 &lt;3",
+    "see http://t.co/abc and https://x.io/:/ :/ now",
+    "NOT GOOD :P XD",
+]
+
+
 def test_scorer_equals_the_shipped_model(spark: SparkSession) -> None:
-    # The committed model: a RegexTokenizer with look-behinds, binary HashingTF, elastic-net LR, threshold 0.535.
+    # The committed model: a RegexTokenizer with look-behinds, negation pairs and emoticons, binary HashingTF,
+    # elastic-net LR with a tuned threshold.
     model = PipelineModel.load(str(SHIPPED_MODEL))
     labels = tuple(json.loads((SHIPPED_MODEL / "model.json").read_text())["label_values"])
     params = ScorerParams.from_pipeline(model, labels)
     assert params.tokenizer.kind == "regex"
-    texts = (
-        TEXTS + [t for t, _ in TRAIN] + ["I don't like it!!", "can't wait for the weekend", "it\u2019s @fun 123456 abc"]
-    )
+    texts = TEXTS + [t for t, _ in TRAIN] + PATTERN_PROBES
     df = spark.createDataFrame(list(enumerate(texts)), "id int, text string")
     tokens = {r.id: list(r[tokenizer(model).getOutputCol()]) for r in model.stages[0].transform(df).collect()}
     assert [params.tokenizer.tokenize(t) for t in texts] == [tokens[i] for i in range(len(texts))]

@@ -21,6 +21,7 @@ from job.runtime.model import (
     label_for_prediction,
     load_model,
 )
+from job.tools.demo import DEMO_TWEETS
 from tests.paths import SHIPPED_MODEL
 from tests.pipelines import classifier
 
@@ -210,6 +211,26 @@ def test_shipped_model_loads_and_labels_clear_tweets(spark: SparkSession) -> Non
     ).orderBy("id")
     assert_column_equality(out, "label", "expected")
     assert [r.confident for r in out.collect()] == [True] * len(SMOKE)
+
+
+# The demo's tweets as job/tools/demo.py sends them: twelve plainly positive, then twelve plainly negative.
+DEMO_EXPECTED = ["POSITIVE"] * 12 + ["NEGATIVE"] * 12
+
+
+def test_shipped_model_labels_every_demo_tweet_right(spark: SparkSession) -> None:
+    assert len(DEMO_TWEETS) == len(DEMO_EXPECTED)
+    model = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+    df = spark.createDataFrame(
+        [(i, text, expected) for i, (text, expected) in enumerate(zip(DEMO_TWEETS, DEMO_EXPECTED, strict=True))],
+        "id int, text string, expected string",
+    )
+
+    scored = model.pipeline.transform(df)
+
+    out = scored.select(
+        "id", "expected", label_for_prediction(model.metadata.label_values)(F.col("prediction")).alias("label")
+    ).orderBy("id")
+    assert_column_equality(out, "label", "expected")
 
 
 # --- refusals ------------------------------------------------------------------------------------------
