@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from job.runtime import control, deploy
-from job.runtime.connection import connection_scrubber
+from job.runtime.connection import deployment_scrubber
 from job.runtime.secrets import ScrubbingFilter
 from job.runtime.spec import load_locations, load_spec
 from job.runtime.values import EXIT_BAD_SPEC, SpecError
@@ -98,7 +98,7 @@ def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = Non
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
-    scrub = connection_scrubber(spec.connections())
+    scrub = deployment_scrubber(spec)
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubbingFilter(scrub))
     if spec.spark_log_level in ("DEBUG", "TRACE", "ALL"):
