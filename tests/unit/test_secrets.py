@@ -24,7 +24,7 @@ from job.runtime.secrets import (
 )
 
 # Any text but the mask's own character, which a scrubbed text is full of.
-SECRET_TEXT = st.text(st.characters(blacklist_characters="*", blacklist_categories=("Cs",)), min_size=1, max_size=40)
+SECRET_TEXT = st.text(st.characters(exclude_characters="*", exclude_categories=["Cs"]), min_size=1, max_size=40)
 
 
 def test_secret_hides_its_value_and_refuses_to_travel() -> None:
