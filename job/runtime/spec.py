@@ -339,6 +339,7 @@ def _options(node: _Node | None) -> Options:
         "max_text_length",
         "max_message_bytes",
         "kafka",
+        "stop_limit",
     )
     starting = node.optional_string("starting_offsets") or "latest"
     if starting not in STARTING_OFFSETS:
@@ -359,6 +360,9 @@ def _options(node: _Node | None) -> Options:
             "a cap with a real_time trigger",
             "no cap: Spark's real-time mode reads all available offsets",
         )
+    stop_limit = node.optional_string("stop_limit")
+    if stop_limit is not None and not _INTERVAL.fullmatch(stop_limit.strip()):
+        raise SpecError(node.path("stop_limit"), repr(stop_limit), "an interval such as '10 minutes', or no limit")
     return Options(
         trigger=trigger,
         starting_offsets=starting,
@@ -368,6 +372,7 @@ def _options(node: _Node | None) -> Options:
         max_text_length=node.positive_int("max_text_length", DEFAULT_MAX_TEXT_LENGTH),
         max_message_bytes=node.positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
         kafka=kafka,
+        stop_limit=None if stop_limit is None else stop_limit.strip(),
     )
 
 
