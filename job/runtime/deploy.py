@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import tempfile
 import threading
@@ -341,7 +340,7 @@ class StopOutcome:
     words: str
 
 
-def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, poll_s: int = 1) -> StopOutcome:
+def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, poll_s: float = 1.0) -> StopOutcome:
     """Stop the query after the batch in flight has been committed, however long it takes (or `limit_s`).
 
     Spark's `StreamingQuery.stop()` cancels the batch in flight (MicroBatchExecution.stop: cancelJobGroup, then
@@ -350,7 +349,10 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     with `if (isActive)`; ProcessingTimeExecutor returns once a batch returns false), exactly as Spark ends an
     available_now query after its last batch. A batch that has begun (micro-batch or real-time) runs to its commit;
     none starts after. In real-time mode a batch ends at its fixed duration (RealTimeStreamScanExec gives its
-    tasks an end time when it plans them), so the stop takes up to that duration.
+    tasks an end time when it plans them), so the stop takes up to that duration. A loop that sleeps until its
+    next trigger (ProcessingTimeExecutor, in SystemClock.waitTillTime) is woken: no batch runs then, and none
+    can start once the state is TERMINATED, so the interrupt meets nothing but the sleep (and Spark's clean-up
+    after the loop runs uninterruptibly).
 
     With `limit_s`, a batch still running at the limit is cancelled with `query.stop()`: the outcome says so, and
     that a restart writes that batch's records again. The query's failure, if the batch fails, is raised.
@@ -359,6 +361,7 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     in_flight = _batch_in_flight(query)
     logger.info("stopping the query after %s", in_flight)
     try:
+        thread = query._jsq.streamingQuery().queryExecutionThread()
         _end_after_current_batch(query)
     except Exception as exc:  # Spark's internals moved: say so and fall back to the public API
         logger.warning(
@@ -366,7 +369,9 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
             type(exc).__name__,
         )
         return _stop_between_triggers(query, started, limit_s)
-    while True:
+    # Not query.awaitTermination: it answers `not isActive`, true as soon as the state is TERMINATED, while the
+    # batch in flight still runs. The loop has ended when its thread has.
+    while thread.isAlive():
         remaining = None if limit_s is None else limit_s - (time.monotonic() - started)
         if remaining is not None and remaining <= 0:
             in_flight = _batch_in_flight(query)
@@ -378,12 +383,16 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
             )
             logger.warning("query stopped, not gracefully: %s", words)
             return StopOutcome(False, waited, words)
+        _wake_if_waiting_for_trigger(thread)
         wait_s = poll_s if remaining is None else min(poll_s, remaining)
-        if query.awaitTermination(max(1, math.ceil(wait_s))):  # whole seconds, as pyspark's signature has it
-            query.stop()  # the loop has ended: this only releases what Spark still holds for the query
-            waited = time.monotonic() - started
-            logger.info("query stopped at a batch boundary after %.1f s", waited)
-            return StopOutcome(True, waited, f"stopped at a batch boundary after {waited:.1f} s")
+        thread.join(max(1, int(wait_s * 1000)))
+    error = query.exception()
+    if error is not None:
+        raise error  # the batch in flight failed: the caller's failure path, as for any failure of the query
+    query.stop()  # the loop has ended: this only releases what Spark still holds for the query
+    waited = time.monotonic() - started
+    logger.info("query stopped at a batch boundary after %.1f s", waited)
+    return StopOutcome(True, waited, f"stopped at a batch boundary after {waited:.1f} s")
 
 
 def _end_after_current_batch(query: StreamingQuery) -> None:
@@ -394,6 +403,20 @@ def _end_after_current_batch(query: StreamingQuery) -> None:
     runtime = jvm.org.apache.spark.sql.execution.streaming.runtime
     terminated = getattr(getattr(runtime, "TERMINATED$"), "MODULE$")
     query._jsq.streamingQuery().state().set(terminated)
+
+
+def _wake_if_waiting_for_trigger(thread: Any) -> None:
+    """Interrupt the query's thread when it sleeps until its next trigger (a trigger of an hour would otherwise
+    keep a stop waiting for an hour). Only after `_end_after_current_batch`: then no batch can be running."""
+    try:
+        frames = thread.getStackTrace()
+        names = [f"{frame.getClassName()}.{frame.getMethodName()}" for frame in list(frames)[:8]]
+    except Exception:
+        return
+    if any(n.endswith("SystemClock.waitTillTime") for n in names) and any(
+        n.endswith("ProcessingTimeExecutor.execute") for n in names
+    ):
+        thread.interrupt()
 
 
 def _batch_in_flight(query: StreamingQuery) -> str:

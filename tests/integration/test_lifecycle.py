@@ -39,9 +39,9 @@ def write_spec(path: Path, bootstrap: str, topics: dict[str, str], **extra: Any)
     return specs.write_spec(path, document)
 
 
-def job_command(*args: str) -> subprocess.CompletedProcess[str]:
+def job_command(*args: str, cwd: Path = PROJECT_ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "job.runtime.main", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "job.runtime.main", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -51,17 +51,25 @@ def status_of(spec: Path) -> dict[str, Any]:
 
 
 class Job:
-    """spark-submit.sh in local mode as a subprocess, with the states its status file went through."""
+    """spark-submit.sh in local mode as a subprocess, with the states its status file went through.
 
-    def __init__(self, spec: Path) -> None:
+    `job_args` replace `run --spec SPEC` (relative paths in them are relative to `cwd`).
+    """
+
+    def __init__(self, spec: Path, job_args: list[str] | None = None, cwd: Path = PROJECT_ROOT) -> None:
         self.spec = spec
         self.log = spec.parent / "job.log"
         self.states: list[str] = []
         self._status_file = spec.parent / "state" / "status.json"
         self._previous_start = self._read().get("started_at")  # a document left by an earlier run
         self.proc = subprocess.Popen(
-            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", "run", "--spec", str(spec)],
-            cwd=PROJECT_ROOT,
+            [
+                str(PROJECT_ROOT / "spark-submit.sh"),
+                "--master",
+                "local[2]",
+                *(job_args or ["run", "--spec", str(spec)]),
+            ],
+            cwd=cwd,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
