@@ -7,6 +7,9 @@
 # Everything before the job command (run, validate) goes to spark-submit unchanged; everything from it on goes
 # to the job (`job/runtime/main.py`). A literal `--` may also separate the two.
 set -euo pipefail
+# A SIGTERM or Ctrl-C before the job is launched (below) ends this script there, with nothing started.
+stop_before_launch=""
+trap 'stop_before_launch=yes' INT TERM
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${STREAM_JOB_PYTHON:-}"
@@ -151,7 +154,7 @@ forward() {
   local driver
   if [[ "$deploy_mode" == "cluster" || "${job_args[0]}" != "run" ]]; then
     # validate has nothing in flight; in cluster mode the driver runs on the cluster: end this client.
-    [[ -z "$child" ]] || kill -KILL "$child" 2>/dev/null || true
+    if [[ -n "$child" ]]; then kill -KILL "$child" 2>/dev/null || true; else stop_before_launch="yes"; fi
     return
   fi
   driver="$(cat "$pid_file" 2>/dev/null || true)"
@@ -163,6 +166,11 @@ forward() {
   fi
 }
 trap forward INT TERM
+if [[ -n "$stop_before_launch" ]]; then
+  rm -f "$pid_file"
+  echo "stopped before the job was launched" >&2
+  exit 0
+fi
 (
   trap '' INT TERM
   exec "$SPARK_HOME/bin/spark-submit" \

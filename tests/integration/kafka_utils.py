@@ -136,3 +136,11 @@ def limit_producer_rate(spark: Any, bootstrap: str, client_id: str, bytes_per_s:
         admin.alterClientQuotas(alterations).all().get()
     finally:
         admin.close()
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        admin.delete_topics(list(names), timeout_ms=int(timeout_s * 1000))
+    finally:
+        admin.close()
