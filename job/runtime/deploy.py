@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import tempfile
@@ -181,11 +182,22 @@ def serve(query: StreamingQuery, spec: DeploymentSpec, tracker: StatusTracker, s
     tracker.set_reason(f"stopping after the batch in flight ({why})")
     limit = spec.options.stop_limit
     outcome = stop_at_batch_boundary(query, limit_s=None if limit is None else interval_seconds(limit))
+    _fold_last_progress(query, tracker)
     if outcome.graceful:
         tracker.set_state(STOPPED, f"stopped gracefully ({why})")
     else:
         tracker.set_state(STOPPED, f"stopped, not gracefully ({why}): {outcome.words}")
     return EXIT_OK
+
+
+def _fold_last_progress(query: StreamingQuery, tracker: StatusTracker) -> None:
+    """Count the last batch before the final state is written: Spark's listener event for it may come later."""
+    try:
+        last = query.lastProgress
+    except Exception:
+        return
+    if last is not None:
+        tracker.progress(json.loads(last.json))
 
 
 def stopped_during_start_up(tracker: StatusTracker, stop: StopRequest) -> int:

@@ -115,6 +115,7 @@ class StatusTracker:
         self._log_interval_s = log_interval_s
         self._last_log = -float("inf")
         self._since_log = {"records_in": 0, "records_scored": 0, "records_dead_lettered": 0}
+        self._last_batch: int | None = None  # the last batch with rows folded into the totals
         previous = store.read_status() if store else None
         totals = (previous or {}).get("totals") or {}
         self.status: dict[str, Any] = {
@@ -194,6 +195,12 @@ class StatusTracker:
         """Fold one StreamingQueryProgress (as a dict, from its JSON) into the document."""
         counts = (progress.get("observedMetrics") or {}).get(COUNTS_METRIC) or {}
         rows = int(progress.get("numInputRows") or 0)
+        batch = progress.get("batchId")
+        if rows and isinstance(batch, int):
+            # The run loop may fold the last batch itself when it stops, before Spark's listener event arrives.
+            if self._last_batch is not None and batch <= self._last_batch:
+                return
+            self._last_batch = batch
         dead = int(counts.get("dead_lettered") or 0)
         scored = int(counts.get("records") or 0) - dead
         lag = offsets_behind_latest(progress.get("sources") or [])
