@@ -164,7 +164,7 @@ def test_run_status_stop_restart_sigterm_and_delete(kafka_bootstrap: str, tmp_pa
 
         stopped = job_command("stop", "--spec", str(spec))
         assert stopped.returncode == 0, stopped.stderr
-        assert stopped.stdout.strip().endswith("STOPPED")
+        assert stopped.stdout.startswith(f"lifecycle-{topics['in']}: STOPPED (stopped gracefully (job stop, marker")
         assert job.wait() == 0, job.tail()
     finally:
         job.kill()

@@ -746,7 +746,9 @@ def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(
         assert (sorted(r.json()["id"] for r in out), [r.json()["errorCode"] for r in dead]) == ([0, 1, 2], ["NOT_JSON"])
         pages = spark_ui_pages(ui_port)
         stopped = job_command("stop", "--spec", str(spec), env=env)
-        assert stopped.stdout.strip() == f"security-{topics['in']}: STOPPED", stopped.stderr
+        assert stopped.stdout.startswith(
+            f"security-{topics['in']}: STOPPED (stopped gracefully (job stop, marker written at "
+        ), stopped.stdout + stopped.stderr
         assert job.wait(timeout=120) == 0
         status_cli = job_command("status", "--spec", str(spec), "--json", env=env)
         assert validate.wait(timeout=240) == 0, validate_log.read_text(errors="replace")[-3000:]
