@@ -7,6 +7,9 @@
 # Everything before the job command (run, validate) goes to spark-submit unchanged; everything from it on goes
 # to the job (`job/runtime/main.py`). A literal `--` may also separate the two.
 set -euo pipefail
+# A SIGTERM or Ctrl-C before the job is launched (below) ends this script there, with nothing started.
+stop_before_launch=""
+trap 'stop_before_launch=yes' INT TERM
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 python="${STREAM_JOB_PYTHON:-}"
@@ -42,6 +45,37 @@ if [[ ${#job_args[@]} -eq 0 ]]; then
   exit 2
 fi
 
+deploy_mode=""
+for ((i = 0; i < ${#submit_args[@]}; i++)); do
+  case "${submit_args[i]}" in
+    --deploy-mode) deploy_mode="${submit_args[i + 1]:-}" ;;
+    --deploy-mode=*) deploy_mode="${submit_args[i]#--deploy-mode=}" ;;
+    spark.submit.deployMode=*) deploy_mode="${submit_args[i]#spark.submit.deployMode=}" ;;
+  esac
+done
+
+# The job's paths on the command line are the caller's: this script runs from the project folder (below), so a
+# relative --spec, --model, --checkpoint or --state is made absolute against the caller's folder first. A URI
+# (s3a://…, hdfs:…, file:…) is left as it is, and so are --model, --checkpoint and --state in cluster deploy mode,
+# where they name places the driver sees on its cluster node.
+absolute() {
+  if [[ "$1" == /* || "$1" =~ ^[A-Za-z][A-Za-z0-9+.-]*: ]]; then printf '%s' "$1"; else printf '%s/%s' "$PWD" "$1"; fi
+}
+for ((i = 1; i < ${#job_args[@]}; i++)); do
+  arg="${job_args[i]}"
+  case "$arg" in
+    --spec | --model | --checkpoint | --state)
+      if ((i + 1 < ${#job_args[@]})); then
+        i=$((i + 1))
+        [[ "$arg" != "--spec" && "$deploy_mode" == "cluster" ]] || job_args[i]="$(absolute "${job_args[i]}")"
+      fi
+      ;;
+    --spec=* | --model=* | --checkpoint=* | --state=*)
+      [[ "$arg" != --spec=* && "$deploy_mode" == "cluster" ]] || job_args[i]="${arg%%=*}=$(absolute "${arg#*=}")"
+      ;;
+  esac
+done
+
 cd "$here"
 export SPARK_HOME="$("$python" -m job.tools.deps spark-home)"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$python}"
@@ -69,14 +103,6 @@ PY
 # Cluster deploy mode (YARN, Kubernetes): the driver starts on a cluster node, where the spec files named
 # here do not exist. Ship them with --files (Spark puts them in the driver's working directory) and give
 # the job their file names instead. Files a spec names itself (credentials_file, a CA) are yours to ship.
-deploy_mode=""
-for ((i = 0; i < ${#submit_args[@]}; i++)); do
-  case "${submit_args[i]}" in
-    --deploy-mode) deploy_mode="${submit_args[i + 1]:-}" ;;
-    --deploy-mode=*) deploy_mode="${submit_args[i]#--deploy-mode=}" ;;
-    spark.submit.deployMode=*) deploy_mode="${submit_args[i]#spark.submit.deployMode=}" ;;
-  esac
-done
 if [[ "$deploy_mode" == "cluster" ]]; then
   shipped=() names=" "
   for ((i = 1; i < ${#job_args[@]}; i++)); do
@@ -114,8 +140,37 @@ fi
 # would answer SIGTERM/SIGINT with its shutdown hooks and kill the SparkContext under the micro-batch in
 # flight. So the JVM starts with both signals ignored (it then installs no handler for them), and this
 # script forwards them to the Python driver, which stops the query after the batch in flight and exits.
+# The driver installs its handlers first thing and only then writes its pid into the pid file; a signal that
+# comes before is kept and delivered as soon as the file names a live driver. The driver also watches this
+# script's pid: when the script is killed (kill -9), the driver stops the job the same way and the JVM ends with it.
 pid_file="$(mktemp "${TMPDIR:-/tmp}/stream-job-driver.XXXXXX")"
 export STREAM_JOB_DRIVER_PID_FILE="$pid_file"
+export STREAM_JOB_WRAPPER_PID="$$"
+STREAM_JOB_WRAPPER_HOST="$(hostname)"
+export STREAM_JOB_WRAPPER_HOST
+child=""
+pending=""
+forward() {
+  local driver
+  if [[ "$deploy_mode" == "cluster" || "${job_args[0]}" != "run" ]]; then
+    # validate has nothing in flight; in cluster mode the driver runs on the cluster: end this client.
+    if [[ -n "$child" ]]; then kill -KILL "$child" 2>/dev/null || true; else stop_before_launch="yes"; fi
+    return
+  fi
+  driver="$(cat "$pid_file" 2>/dev/null || true)"
+  if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
+    kill -TERM "$driver" 2>/dev/null || true
+    pending=""
+  else
+    pending="yes" # no driver yet (the JVM is starting it): delivered once it is there
+  fi
+}
+trap forward INT TERM
+if [[ -n "$stop_before_launch" ]]; then
+  rm -f "$pid_file"
+  echo "stopped before the job was launched" >&2
+  exit 0
+fi
 (
   trap '' INT TERM
   exec "$SPARK_HOME/bin/spark-submit" \
@@ -126,20 +181,13 @@ export STREAM_JOB_DRIVER_PID_FILE="$pid_file"
 ) &
 child=$!
 
-forward() {
-  local driver
-  driver="$(cat "$pid_file" 2>/dev/null || true)"
-  if [[ -n "$driver" ]] && kill -0 "$driver" 2>/dev/null; then
-    kill -TERM "$driver" 2>/dev/null || true
-  else
-    # No driver yet (still starting): nothing is in flight, so stopping hard loses nothing.
-    kill -KILL "$child" 2>/dev/null || true
-  fi
-}
-trap forward INT TERM
-
 while kill -0 "$child" 2>/dev/null; do
-  wait "$child" || true
+  if [[ -n "$pending" ]]; then
+    forward
+    sleep 0.2
+  else
+    wait "$child" || true
+  fi
 done
 wait "$child" && status=0 || status=$?
 rm -f "$pid_file"

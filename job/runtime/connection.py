@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from job.runtime.secrets import REDACTED, jaas_quote, scrubber, secret_forms
+from job.runtime.secrets import REDACTED, escaped_forms, is_secret_option, jaas_quote, scrubber, secret_forms
 from job.runtime.values import Connection, DeploymentSpec
 
 TLS_PROTOCOLS = "TLSv1.2,TLSv1.3"
@@ -17,7 +17,8 @@ _LOGIN_MODULES = {
 }
 
 # Options whose values may be shown in logs and in `validate`; every other value is masked.
-# An allow-list, not a deny-list: a new option is hidden until someone decides it is safe.
+# An allow-list, not a deny-list: a new option is hidden until someone decides it is safe. A name that says it holds
+# a secret (`secrets.is_secret_option`) is masked even if someone adds it here.
 LOGGABLE_OPTIONS = frozenset(
     {
         "kafka.bootstrap.servers",
@@ -135,7 +136,11 @@ def kafka_python_config(connection: Connection) -> dict[str, Any]:
 
 def loggable(options: Mapping[str, str]) -> dict[str, str]:
     """Options as they may appear in a log line or on screen: only allow-listed values are shown."""
-    return {key: (value if key in LOGGABLE_OPTIONS else REDACTED) for key, value in sorted(options.items())}
+    return {key: (value if _shown(key) else REDACTED) for key, value in sorted(options.items())}
+
+
+def _shown(key: str) -> bool:
+    return key in LOGGABLE_OPTIONS and not is_secret_option(key)
 
 
 def secret_values(connections: Iterable[Connection]) -> list[str]:
@@ -146,12 +151,24 @@ def secret_values(connections: Iterable[Connection]) -> list[str]:
             found += secret_forms(connection.ssl_truststore_password.reveal())
         if connection.password is None:
             continue
-        found += secret_forms(connection.password.reveal())
+        password = connection.password.reveal()
+        found += secret_forms(password)
         if connection.sasl_mechanism and connection.user:
-            found.append(jaas_config(connection.sasl_mechanism, connection.user, connection.password.reveal()))
+            found += escaped_forms(jaas_config(connection.sasl_mechanism, connection.user, password))
     return found
+
+
+def option_secret_values(options: Mapping[str, str]) -> list[str]:
+    """Every form of the values of Kafka options whose names say they hold secrets (`kafka.ssl.key.password`,
+    `kafka.ssl.keystore.key`, a PEM private key, line by line)."""
+    return [form for key, value in options.items() if is_secret_option(key) for form in secret_forms(value)]
 
 
 def connection_scrubber(connections: Iterable[Connection]) -> Callable[[str], str]:
     """A function that masks every secret of these connections in a text (error messages, status)."""
     return scrubber(secret_values(connections))
+
+
+def deployment_scrubber(spec: DeploymentSpec) -> Callable[[str], str]:
+    """A function that masks every secret of the deployment: its connections' and its secret Kafka options'."""
+    return scrubber([*secret_values(spec.connections()), *option_secret_values(spec.options.kafka)])

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from job.runtime import storage
+from job.runtime.health import MIN_STALE_S, STALE, assess, heartbeat_age_s
 from job.runtime.session import local_session
 from job.runtime.status import FAILED, INITIALIZING, RUNNING, STOPPED, StateStore
 from job.runtime.values import EXIT_BAD_SPEC, EXIT_FAILED, EXIT_NO_STATUS, EXIT_OK, DeploymentLocations, SpecError
@@ -33,6 +34,8 @@ def state_store(spec: DeploymentLocations) -> Iterator[StateStore]:
 
 
 def process_gone(status: Mapping[str, Any]) -> bool:
+    """The document's driver ran on this host and its pid is free: it died without saying so. (From another host,
+    or with the pid taken by another process, only the heartbeat's age can tell: see `current_status`.)"""
     if status.get("host") != socket.gethostname() or not status.get("pid"):
         return False
     try:
@@ -44,13 +47,37 @@ def process_gone(status: Mapping[str, Any]) -> bool:
     return False
 
 
-def current_status(spec: DeploymentLocations) -> dict[str, Any] | None:
-    """The status document, with the state corrected when the process died without saying so."""
+def current_status(spec: DeploymentLocations, now_s: float | None = None) -> dict[str, Any] | None:
+    """The status document, with the state corrected when the driver died without saying so.
+
+    A driver on this host whose pid is free is gone. Otherwise the heartbeat decides, from any host: older than
+    the document's `stale_after_s` (derived from the trigger, `health.heartbeat_bound_s`), the deployment is not
+    running, whatever its pid or host say (a driver on a cluster node, a pid taken by another process).
+    """
     with state_store(spec) as store:
         status = store.read_status()
-    if status and status.get("state") in (INITIALIZING, RUNNING) and process_gone(status):
+    return judged(status, time.time() if now_s is None else now_s)
+
+
+def judged(status: dict[str, Any] | None, now_s: float) -> dict[str, Any] | None:
+    """The status document as `job status` shows it: an INITIALIZING or RUNNING one that is gone or stale is FAILED."""
+    if not status or status.get("state") not in (INITIALIZING, RUNNING):
+        return status
+    driver = f"the driver (pid {status.get('pid')} on {status.get('host')})"
+    if process_gone(status):
         status["state"] = FAILED
         status["reason"] = f"process {status['pid']} on {status['host']} is gone without stopping (killed?)"
+        return status
+    bound = float(status.get("stale_after_s") or MIN_STALE_S)
+    health = assess(status, bound, now_s)
+    if health.level == STALE:
+        age = heartbeat_age_s(status, now_s) or 0.0
+        status["reported_state"] = status["state"]
+        status["state"] = FAILED
+        status["reason"] = (
+            f"no heartbeat for {age:.0f} s (expected within {bound:.0f} s): {driver} is gone or hangs; it said "
+            f"{status['reported_state']}"
+        )
     return status
 
 
@@ -95,32 +122,48 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     ]
 
 
-def stop(spec: DeploymentLocations, timeout_s: float = 180.0) -> int:
-    """Ask the running deployment to stop after its batch in flight, and wait until it has."""
+def stop(spec: DeploymentLocations, timeout_s: float | None = None) -> int:
+    """Ask the running deployment to stop after its batch in flight, and wait until it has.
+
+    Without a timeout it waits as long as the deployment's heartbeat is fresh: the batch in flight is finished
+    first, however long it takes, and a driver that dies meanwhile shows as FAILED (stale) instead.
+    """
     status = current_status(spec)
     if status is None or status.get("state") not in (INITIALIZING, RUNNING):
         state = status.get("state") if status else "not started"
-        print(f"{spec.name}: not running ({state})")
+        reason = f": {status['reason']}" if status and status.get("reason") and state == FAILED else ""
+        print(f"{spec.name}: not running ({state}{reason})")
         return EXIT_OK
     with state_store(spec) as store:
         store.request_stop()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while deadline is None or time.monotonic() < deadline:
         time.sleep(0.5)
         status = current_status(spec) or {}
         if status.get("state") in (STOPPED, FAILED):
-            print(f"{spec.name}: {status['state']}")
+            reason = f" ({status['reason']})" if status.get("reason") else ""
+            print(f"{spec.name}: {status['state']}{reason}")
             return EXIT_OK if status["state"] == STOPPED else EXIT_FAILED
     print(f"{spec.name}: still {status.get('state')} after {timeout_s:.0f}s", file=sys.stderr)
     return EXIT_FAILED
 
 
-def delete(spec: DeploymentLocations, confirmed: bool, timeout_s: float = 180.0) -> int:
+def delete(
+    spec: DeploymentLocations, confirmed: bool, not_running: bool = False, timeout_s: float | None = None
+) -> int:
     """Stop the deployment if it runs, then remove its checkpoint and state."""
     if not confirmed:
         print(
             f"error: delete removes the checkpoint ({spec.checkpoint_location}) and state ({spec.state_location}) "
             "of this deployment; add --yes to confirm",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_SPEC
+    if spec.state_location is None and not not_running:
+        print(
+            f"error: without a state folder delete cannot tell whether {spec.name} runs, nor stop it, and would "
+            f"remove the checkpoint ({spec.checkpoint_location}) under a running query; stop it first, then add "
+            "--not-running to confirm it is not running",
             file=sys.stderr,
         )
         return EXIT_BAD_SPEC

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ if __package__ in (None, ""):
     # (on a cluster it also arrives through --py-files).
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from job.runtime import control, deploy
-from job.runtime.connection import connection_scrubber
+from job.runtime import control, deploy, stopping
+from job.runtime.connection import deployment_scrubber
 from job.runtime.secrets import ScrubbingFilter
 from job.runtime.spec import load_locations, load_spec
 from job.runtime.values import EXIT_BAD_SPEC, SpecError
@@ -55,9 +56,21 @@ def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentPar
         if name == "status":
             sub.add_argument("--json", action="store_true", help="print the status document as JSON")
         if name in ("stop", "delete"):
-            sub.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the stop (default 180)")
+            sub.add_argument(
+                "--timeout",
+                type=float,
+                default=None,
+                help="give up waiting for the stop after this many seconds (default: wait as long as the deployment's "
+                "heartbeat is fresh, since the batch in flight is finished first however long it takes)",
+            )
         if name == "delete":
             sub.add_argument("--yes", action="store_true", help="confirm: the checkpoint and state are removed")
+            sub.add_argument(
+                "--not-running",
+                action="store_true",
+                help="confirm the deployment is not running (needed without a state folder, where delete cannot "
+                "ask it to stop and would remove the checkpoint under it)",
+            )
     for name, help_text in (tools or {}).items():
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
@@ -78,10 +91,18 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = None) -> int:
+    # First, before anything that takes time: a SIGTERM or Ctrl-C from here on asks `run` for a graceful stop,
+    # which it honours at the next step of its start-up (spark-submit.sh starts this process with both ignored).
+    run_started_s = time.time()
+    stop = stopping.StopRequest()
+    previous = stopping.install_signal_handlers(stop)
     args = build_parser(tools).parse_args(argv)
+    if args.command != "run":
+        stopping.restore_signal_handlers(previous)  # the other commands end on Ctrl-C as usual
     pid_file = os.environ.get("STREAM_JOB_DRIVER_PID_FILE")
     if pid_file and args.command == "run":
-        # spark-submit.sh forwards SIGTERM and Ctrl-C to this process (see the script).
+        # spark-submit.sh forwards SIGTERM and Ctrl-C to this process (see the script) once this file names it;
+        # the handlers above are in place by then.
         Path(pid_file).write_text(str(os.getpid()), encoding="utf-8")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are connection chatter
@@ -93,12 +114,12 @@ def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = Non
                 return control.show_status(target, as_json=args.json)
             if args.command == "stop":
                 return control.stop(target, timeout_s=args.timeout)
-            return control.delete(target, confirmed=args.yes, timeout_s=args.timeout)
+            return control.delete(target, confirmed=args.yes, not_running=args.not_running, timeout_s=args.timeout)
         spec = load_spec(args.spec, overrides(args))
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_SPEC
-    scrub = connection_scrubber(spec.connections())
+    scrub = deployment_scrubber(spec)
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubbingFilter(scrub))
     if spec.spark_log_level in ("DEBUG", "TRACE", "ALL"):
@@ -106,7 +127,7 @@ def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = Non
         logging.getLogger("py4j").setLevel(logging.DEBUG)
     if args.command == "validate":
         return deploy.validate(spec, check_topics_too=args.check_topics)
-    return deploy.run(spec, scrub)
+    return deploy.run(spec, scrub, stop=stop, run_started_s=run_started_s, wrapper=stopping.wrapper_watch())
 
 
 if __name__ == "__main__":

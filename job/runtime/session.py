@@ -9,9 +9,10 @@ from pyspark.sql import SparkSession
 from job.runtime.values import DeploymentSpec
 
 # Spark redacts matching conf keys and data source options in the UI, its REST API, plan strings and
-# the event log. The defaults do not match `kafka.sasl.jaas.config`, which holds the password.
+# the event log. The defaults do not match `kafka.sasl.jaas.config`, which holds the password. The options' pattern
+# also covers every name `secrets.is_secret_option` calls secret (`kafka.ssl.keystore.key`, a PEM private key).
 REDACTION_REGEX = r"(?i)secret|password|token|access[.]?key|jaas|sasl[.]jaas|credential"
-OPTIONS_REDACTION_REGEX = r"(?i)url|jaas|password|secret|token|truststore[.]password|keystore|credential"
+OPTIONS_REDACTION_REGEX = r"(?i)url|jaas|password|secret|token|key|credential"
 
 # Spark's own metrics system, in Prometheus text format at http://<driver>:<ui port>/metrics/prometheus,
 # with the streaming query's metrics (input rate, processing rate, latency) under a stable namespace.

@@ -49,7 +49,8 @@ IGNORED_CREDENTIAL_FIELDS = frozenset(
 SECRET_FIELDS = frozenset({"password", "api_key", "apikey", "ssl_truststore_password"})
 
 # Kafka client settings the connection owns; setting them through `options.kafka` would bypass
-# the credential handling (and could put a secret in plain sight), so that is refused.
+# the credential handling (and could put a secret in plain sight), so that is refused, whatever the case of the name:
+# Spark's Kafka source and sink lower-case option names before they reach the Kafka client.
 CONNECTION_OWNED_KAFKA_OPTIONS = frozenset(
     {
         "kafka.bootstrap.servers",
@@ -256,6 +257,14 @@ def _connection(node: _Node, env: Mapping[str, str] | None = None) -> Connection
     if password is None and api_key is not None and user is not None:
         # Event Streams service keys carry user 'token' and the API key; the API key is the password.
         password = api_key
+    for field, text in (("user", user), ("password", password.reveal() if password else None)):
+        if text is not None and ("\n" in text or "\r" in text):
+            # Kafka's JAAS parser ends a quoted value at a line break and then quotes the rest into its error.
+            raise SpecError(
+                node.path(field),
+                "a value with a line break",
+                f"a {field} on one line (Kafka's JAAS configuration cannot hold a line break)",
+            )
     has_credentials = user is not None or password is not None
     if has_credentials and (user is None or password is None):
         missing = "user" if user is None else "password"
@@ -330,6 +339,7 @@ def _options(node: _Node | None) -> Options:
         "max_text_length",
         "max_message_bytes",
         "kafka",
+        "stop_limit",
     )
     starting = node.optional_string("starting_offsets") or "latest"
     if starting not in STARTING_OFFSETS:
@@ -340,7 +350,7 @@ def _options(node: _Node | None) -> Options:
         for key in kafka_node.keys():  # noqa: SIM118 (a _Node, not a dict)
             if not key.startswith("kafka."):
                 raise SpecError(kafka_node.path(key), repr(key), "a Kafka client option starting with 'kafka.'")
-            if key in CONNECTION_OWNED_KAFKA_OPTIONS:
+            if key.lower() in CONNECTION_OWNED_KAFKA_OPTIONS:
                 raise SpecError(kafka_node.path(key), "a setting the connection owns", "it in the connection")
             kafka[key] = kafka_node.scalar_text(key)
     trigger = _trigger(node)
@@ -350,6 +360,9 @@ def _options(node: _Node | None) -> Options:
             "a cap with a real_time trigger",
             "no cap: Spark's real-time mode reads all available offsets",
         )
+    stop_limit = node.optional_string("stop_limit")
+    if stop_limit is not None and not _INTERVAL.fullmatch(stop_limit.strip()):
+        raise SpecError(node.path("stop_limit"), repr(stop_limit), "an interval such as '10 minutes', or no limit")
     return Options(
         trigger=trigger,
         starting_offsets=starting,
@@ -359,6 +372,7 @@ def _options(node: _Node | None) -> Options:
         max_text_length=node.positive_int("max_text_length", DEFAULT_MAX_TEXT_LENGTH),
         max_message_bytes=node.positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
         kafka=kafka,
+        stop_limit=None if stop_limit is None else stop_limit.strip(),
     )
 
 

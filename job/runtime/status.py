@@ -5,10 +5,11 @@ Schema of `status.json` (version 1), documented in the README:
   started_at, pid, host, query_id, run_id, model {name, version},
   progress {batch_id, timestamp, input_rows, input_rows_per_second, processed_rows_per_second,
             batch_duration_ms, scored, dead_lettered, offsets_behind_latest},
-  heartbeat_at (the last micro-batch or idle trigger),
+  heartbeat_at (written every 5 s by a thread of the driver, and on every trigger), stale_after_s (how old the
+  heartbeat may be before the deployment counts as gone: `health.heartbeat_bound_s` of its trigger),
   totals {records_in, records_scored, records_dead_lettered},
   last_error
-It never holds a password, API key or JAAS line: errors pass through `credentials.scrub` first.
+It never holds a password, API key or JAAS line: errors pass through the deployment's scrubber first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
 from job.runtime import storage
+from job.runtime.health import MIN_STALE_S, parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +75,29 @@ class StateStore:
         self.write_text(STATUS_FILE, json.dumps(status, indent=2, sort_keys=False) + "\n")
 
     def request_stop(self) -> None:
+        """Write the stop marker: the time it was asked for, so a run can tell a marker meant for an earlier run."""
         self.write_text(STOP_MARKER, now_iso() + "\n")
 
     def stop_requested(self) -> bool:
         return self.exists(STOP_MARKER)
+
+    def stop_requested_at(self) -> float | None:
+        """When the stop marker was written (epoch seconds); None without a marker, 0.0 if its time is unreadable."""
+        text = self.read_text(STOP_MARKER)
+        if text is None:
+            return None
+        return parse_time(text.strip()) or 0.0
 
     def clear_stop(self) -> None:
         self.delete(STOP_MARKER)
 
 
 class StatusTracker:
-    """Owns the status document of one run: state changes, progress, totals carried over from earlier runs."""
+    """Owns the status document of one run: state changes, progress, totals carried over from earlier runs.
+
+    Written from the run loop, Spark's listener thread and the heartbeat thread: every change and write holds
+    one lock, so no writer saves a document another is half-way through changing.
+    """
 
     def __init__(
         self,
@@ -91,13 +106,16 @@ class StatusTracker:
         scrub: Callable[[str], str],
         clock: Callable[[], float] = time.monotonic,
         log_interval_s: float = 10.0,
+        stale_after_s: float = MIN_STALE_S,
     ) -> None:
         self.store = store
         self.scrub = scrub
+        self._lock = threading.RLock()
         self._clock = clock
         self._log_interval_s = log_interval_s
         self._last_log = -float("inf")
         self._since_log = {"records_in": 0, "records_scored": 0, "records_dead_lettered": 0}
+        self._last_batch: int | None = None  # the last batch with rows folded into the totals
         previous = store.read_status() if store else None
         totals = (previous or {}).get("totals") or {}
         self.status: dict[str, Any] = {
@@ -114,6 +132,7 @@ class StatusTracker:
             "model": None,
             "progress": None,
             "heartbeat_at": None,
+            "stale_after_s": stale_after_s,
             "totals": {
                 "records_in": int(totals.get("records_in", 0)),
                 "records_scored": int(totals.get("records_scored", 0)),
@@ -123,35 +142,65 @@ class StatusTracker:
         }
 
     def _save(self) -> None:
-        self.status["updated_at"] = now_iso()
-        if self.store is not None:
+        with self._lock:
+            self.status["updated_at"] = now_iso()
+            if self.store is None:
+                return
             try:
                 self.store.write_status(self.status)
             except Exception as exc:  # a status write must never take the stream down
                 logger.warning("could not write the status document: %s", self.scrub(str(exc))[:300])
 
     def set_state(self, state: str, reason: str | None = None) -> None:
-        self.status["state"] = state
-        self.status["reason"] = self.scrub(reason) if reason else None
-        if state == FAILED and reason:
-            self.status["last_error"] = self.status["reason"]
-        self._save()
+        with self._lock:
+            self.status["state"] = state
+            self.status["reason"] = self.scrub(reason) if reason else None
+            if state == FAILED and reason:
+                self.status["last_error"] = self.status["reason"]
+            self._save()
         logger.info(
             "deployment %r is %s%s", self.status["deployment"], state, f": {self.status['reason']}" if reason else ""
         )
 
+    def set_reason(self, reason: str) -> None:
+        """A note on the current state (a stop under way), the state itself unchanged."""
+        with self._lock:
+            self.status["reason"] = self.scrub(reason)
+            self._save()
+
     def set_model(self, name: str, version: str) -> None:
-        self.status["model"] = {"name": name, "version": version}
-        self._save()
+        with self._lock:
+            self.status["model"] = {"name": name, "version": version}
+            self._save()
 
     def started(self, query_id: str, run_id: str) -> None:
-        self.status["query_id"], self.status["run_id"] = query_id, run_id
-        self.set_state(RUNNING)
+        with self._lock:
+            self.status["query_id"], self.status["run_id"] = query_id, run_id
+            if self.status["state"] == INITIALIZING:
+                self.set_state(RUNNING, self.status["reason"])
+            else:
+                self._save()
+
+    def beat(self) -> None:
+        """The driver is alive: its heartbeat thread calls this every few seconds, whatever the query does."""
+        with self._lock:
+            self.status["heartbeat_at"] = now_iso()
+            self._save()
 
     def progress(self, progress: dict[str, Any]) -> None:
+        with self._lock:
+            self._progress(progress)
+
+    def _progress(self, progress: dict[str, Any]) -> None:
         """Fold one StreamingQueryProgress (as a dict, from its JSON) into the document."""
         counts = (progress.get("observedMetrics") or {}).get(COUNTS_METRIC) or {}
         rows = int(progress.get("numInputRows") or 0)
+        batch = progress.get("batchId")
+        if rows and isinstance(batch, int):
+            # The run loop may fold the last batch itself when it stops, before Spark's listener event arrives.
+            if self._last_batch is not None and batch <= self._last_batch:
+                return
+            self._last_batch = batch
         dead = int(counts.get("dead_lettered") or 0)
         scored = int(counts.get("records") or 0) - dead
         lag = offsets_behind_latest(progress.get("sources") or [])
@@ -180,10 +229,11 @@ class StatusTracker:
 
     def idle(self) -> None:
         """A trigger found no new data: the query is alive and its offsets are resolved."""
-        if self.status["state"] == INITIALIZING:
-            self.status["state"] = RUNNING
-        self.status["heartbeat_at"] = now_iso()
-        self._save()
+        with self._lock:
+            if self.status["state"] == INITIALIZING:
+                self.status["state"] = RUNNING
+            self.status["heartbeat_at"] = now_iso()
+            self._save()
 
     def _maybe_log(self, progress: dict[str, Any], lag: int | None) -> None:
         now = self._clock()
@@ -262,6 +312,6 @@ class StatusListener(StreamingQueryListener):
             self.tracker.idle()
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
-        # The run loop decides between STOPPED and FAILED; a failure is recorded here as it happens.
-        if event.exception:
-            self.tracker.terminated(event.exception)
+        # The run loop records how the query ended (STOPPED, or FAILED with a short reason): it sees every ending,
+        # and a write from here could land after its own and replace the short reason with Spark's long one.
+        return

@@ -107,6 +107,9 @@ class Options:
     max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     kafka: Mapping[str, str] = field(default_factory=dict)
+    # How long a graceful stop may wait for the batch in flight before it cancels it; None (the default): as long
+    # as the batch takes.
+    stop_limit: str | None = None
 
 
 @dataclass(frozen=True)

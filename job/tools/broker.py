@@ -171,9 +171,19 @@ def fetch_kafka(cache_dir: Path = deps.CACHE_DIR, ivy_settings: Path | None = No
 
 
 def _properties_value(value: str) -> str:
-    """Escape a value for a java.util.Properties file."""
+    """Escape a value for a java.util.Properties file.
+
+    Kafka reads server.properties as ISO-8859-1 (Properties.load of a stream): any other character is written
+    as a \\uXXXX escape (a UTF-16 pair beyond the BMP), or a non-ASCII password would reach the broker garbled.
+    """
     escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    escaped = "".join(c if " " <= c <= "~" else _unicode_escapes(c) for c in escaped)
     return "\\" + escaped if escaped.startswith(" ") else escaped
+
+
+def _unicode_escapes(char: str) -> str:
+    utf16 = char.encode("utf-16-be")
+    return "".join(f"\\u{int.from_bytes(utf16[i : i + 2], 'big'):04x}" for i in range(0, len(utf16), 2))
 
 
 def plain_jaas_config(users: Mapping[str, str]) -> str:

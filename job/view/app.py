@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from job.view.aggregate import Aggregator
-from job.view.health import health_summary, heartbeat_bound_s
+from job.view.health import health_summary
 from job.view.reader import StatusReader, TopicReader
-from job.view.runtime import Connection, DeploymentSpec, process_gone, scrubber
+from job.view.runtime import Connection, DeploymentSpec, heartbeat_bound_s, process_gone, scrubber
 
 SCHEMA_VERSION = 1
 

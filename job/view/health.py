@@ -1,112 +1,15 @@
-"""The deployment's health from its status document: state, rates, lag, totals, and whether its heartbeat is stale.
+"""The deployment's health as the live view shows it: the runtime's assessment plus the status document's figures.
 
-`heartbeat_bound_s` and `assess` take plain values (the status document as a dict, the trigger, a clock), so
-`job status` can share them: a RUNNING document whose heartbeat is older than the bound means the driver hangs or
-lost its state folder, whatever the document still says.
+The judgement itself (stale heartbeat, gone process) is the runtime's (`job.runtime.health`), so `job status` and
+this page never disagree.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-MIN_STALE_S = 30.0
-# A starting driver writes no heartbeat until its first trigger, and start-up takes 20 s on a quiet machine, minutes
-# on a loaded one (fetching the model, the first query plan): only a start-up longer than this is called stale.
-STARTUP_GRACE_S = 300.0
-STALE_TRIGGERS = 3
-
-# Levels, each shown with a word, a symbol and a colour on the page (never colour alone).
-OK, STARTING, STALE, FAILED_LEVEL, STOPPED_LEVEL, UNKNOWN = "ok", "starting", "stale", "failed", "stopped", "unknown"
-
-_UNITS = {
-    "millisecond": 0.001,
-    "milliseconds": 0.001,
-    "ms": 0.001,
-    "second": 1.0,
-    "seconds": 1.0,
-    "s": 1.0,
-    "minute": 60.0,
-    "minutes": 60.0,
-    "min": 60.0,
-}
-_INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")
-
-
-def interval_seconds(text: str) -> float:
-    """'1 second', '500 milliseconds', '2 min' -> seconds (the forms the spec accepts for a trigger)."""
-    match = _INTERVAL.fullmatch(text.lower())
-    if not match or match.group(2) not in _UNITS:
-        raise ValueError(f"not a trigger interval: {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def heartbeat_bound_s(trigger_kind: str, trigger_interval: str) -> float:
-    """How old a RUNNING deployment's heartbeat may be before it counts as stale: max(30 s, 3 triggers).
-
-    The job beats on every trigger, with data or idle; a micro-batch trigger of 0 s still fires at least every
-    few hundred ms. 30 s leaves room for a slow batch and for shared storage's clock and listing delays.
-    """
-    if trigger_kind in ("processing_time", "real_time") and trigger_interval:
-        return max(MIN_STALE_S, STALE_TRIGGERS * interval_seconds(trigger_interval))
-    return MIN_STALE_S
-
-
-def parse_time(text: Any) -> float | None:
-    """An ISO-8601 time from the status document as epoch seconds, None if absent or unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class Health:
-    level: str
-    words: str
-
-
-def assess(
-    status: Mapping[str, Any] | None,
-    stale_after_s: float,
-    now_s: float,
-    process_gone: Callable[[Mapping[str, Any]], bool] = lambda _status: False,
-) -> Health:
-    """One level and a sentence a person can read, from the status document as it is now."""
-    if status is None:
-        return Health(UNKNOWN, "no status document yet (never started, or no state folder)")
-    state = status.get("state")
-    reason = status.get("reason")
-    if state == "FAILED":
-        return Health(FAILED_LEVEL, f"FAILED: {reason}" if reason else "FAILED")
-    if state == "STOPPED":
-        return Health(STOPPED_LEVEL, "STOPPED")
-    if state in ("RUNNING", "INITIALIZING"):
-        if process_gone(status):
-            return Health(FAILED_LEVEL, f"FAILED: process {status.get('pid')} on {status.get('host')} is gone")
-        beat = parse_time(status.get("heartbeat_at")) or parse_time(status.get("updated_at"))
-        age = None if beat is None else now_s - beat
-        bound = max(stale_after_s, STARTUP_GRACE_S) if state == "INITIALIZING" else stale_after_s
-        if age is not None and age > bound:
-            return Health(STALE, f"{state} but STALE: no heartbeat for {_age(age)} (expected within {_age(bound)})")
-        if state == "INITIALIZING":
-            return Health(STARTING, "INITIALIZING")
-        return Health(OK, "RUNNING")
-    return Health(UNKNOWN, f"unknown state {state!r}")
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+from job.view.runtime import assess, parse_time
 
 
 def health_summary(

@@ -111,3 +111,36 @@ def assert_eventually(condition: Callable[[], bool], timeout_s: float, what: str
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def limit_producer_rate(spark: Any, bootstrap: str, client_id: str, bytes_per_s: float) -> None:
+    """Let producers with this client id write at most `bytes_per_s` to the broker (a Kafka client quota).
+
+    The broker delays its answers to such a producer, so a batch of the job can be made to take minutes while
+    the machine does next to nothing. kafka-python has no quota API; Kafka's Java AdminClient, in the test
+    session's JVM, has.
+    """
+    jvm = spark.sparkContext._jvm
+    admin_api = jvm.org.apache.kafka.clients.admin
+    quota = jvm.org.apache.kafka.common.quota
+    props = jvm.java.util.Properties()
+    props.setProperty("bootstrap.servers", bootstrap)
+    admin = admin_api.AdminClient.create(props)
+    try:
+        names = jvm.java.util.HashMap()
+        names.put("client-id", client_id)
+        operations = jvm.java.util.ArrayList()
+        operations.add(quota.ClientQuotaAlteration.Op("producer_byte_rate", float(bytes_per_s)))
+        alterations = jvm.java.util.ArrayList()
+        alterations.add(quota.ClientQuotaAlteration(quota.ClientQuotaEntity(names), operations))
+        admin.alterClientQuotas(alterations).all().get()
+    finally:
+        admin.close()
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        admin.delete_topics(list(names), timeout_ms=int(timeout_s * 1000))
+    finally:
+        admin.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from job.runtime.cluster_check import StartupError, check_topics
+from job.runtime.deploy import stop_at_batch_boundary
 from job.runtime.model import LoadedModel, load_model
 from job.runtime.query import start_query
 from job.runtime.values import DeploymentSpec
@@ -108,3 +110,53 @@ def test_missing_topic_fails_fast_naming_it(spark: SparkSession, kafka_bootstrap
     assert str(err.value) == (
         f"topic(s) {topics['dlq']} not found on {kafka_bootstrap}; create them first (the job does not create topics)"
     )
+
+
+def test_a_real_time_query_stops_at_its_batch_boundary_and_a_restart_repeats_nothing(
+    spark: SparkSession, model: LoadedModel, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Real-time mode writes each record as it comes and commits every 5 s; a stop that cancels a batch leaves its
+    # written records without a commit ("Aborted commit for partition 0"), and a restart writes them again.
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, topics.values())
+    spec = make_spec(kafka_bootstrap, topics, tmp_path, trigger={"real_time": "5 seconds"})
+    sent = 0
+    stop_sending = threading.Event()
+
+    def send() -> None:
+        nonlocal sent
+        while not stop_sending.is_set():
+            produce(
+                kafka_bootstrap,
+                topics["in"],
+                [(str(sent).encode(), json.dumps({"id": sent, "text": GOOD_TEXTS[sent % 10]}).encode())],
+            )
+            sent += 1
+            stop_sending.wait(0.1)
+
+    sender = threading.Thread(target=send, daemon=True)
+    query = start_query(spark, spec, model)
+    try:
+        sender.start()
+        assert len(read_all(kafka_bootstrap, topics["out"], expected=5, timeout_s=180)) >= 5, query.exception()
+        # The stream keeps coming: the stop lands inside a real-time batch.
+        outcome = stop_at_batch_boundary(query)
+        assert outcome.graceful, outcome
+    finally:
+        query.stop()
+        stop_sending.set()
+        sender.join(timeout=30)
+    checkpoint = tmp_path / "checkpoint"
+    committed = sorted(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
+    assert committed == sorted(int(p.name) for p in (checkpoint / "offsets").iterdir() if p.name.isdigit())
+    assert committed, "no real-time batch committed before the stop"
+
+    query = start_query(spark, spec, model)
+    try:
+        read_all(kafka_bootstrap, topics["out"], expected=sent, timeout_s=180)
+        outcome = stop_at_batch_boundary(query)
+    finally:
+        query.stop()
+    offsets = sorted(r.json()["sourceOffset"] for r in read_all(kafka_bootstrap, topics["out"]))
+    assert offsets == list(range(sent)), "a record was written twice or not at all"
+    assert outcome.graceful

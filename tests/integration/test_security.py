@@ -4,6 +4,7 @@ failures that name the broker and the cause, and no secret in any log, UI page, 
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import io
 import json
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.admin import KafkaAdminClient
+from py4j.protocol import escape_new_line
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -44,6 +47,11 @@ MH_USER, MH_PASSWORD = "mh-user-0001", 'mh "pass" \\ word-' + secrets.token_hex(
 ES_API_KEY = "es-api-key-" + secrets.token_hex(8)
 SCRAM_USER, SCRAM_PASSWORD = "scram-user", "scram-pw-" + secrets.token_hex(8)
 LEAK_USER, SENTINEL = "leak-user", "Sentinel" + secrets.token_hex(10)
+# A backslash, a double quote, a single quote and a non-ASCII letter: each escaped differently by JAAS, py4j, JSON.
+ODD_USER, ODD_PASSWORD = "odd-user", "Ab\\cd\"Ef'gh-é-" + secrets.token_hex(8)
+LEAKS = pytest.mark.parametrize(
+    ("user", "password"), [(LEAK_USER, SENTINEL), (ODD_USER, ODD_PASSWORD)], ids=["plain", "odd-characters"]
+)
 TRUSTSTORE_PASSWORD = "truststore-pw-" + secrets.token_hex(4)
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 AUTH_HINT = "check the user and password (Event Streams: user 'token' and an API key as the password)"
@@ -68,7 +76,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
             controller_port=free_port(),
             sasl_plaintext_port=free_port(),
             sasl_ssl_port=free_port(),
-            users={MH_USER: MH_PASSWORD, "token": ES_API_KEY, LEAK_USER: SENTINEL},
+            users={MH_USER: MH_PASSWORD, "token": ES_API_KEY, LEAK_USER: SENTINEL, ODD_USER: ODD_PASSWORD},
             scram_users={SCRAM_USER: SCRAM_PASSWORD},
         )
     )
@@ -389,6 +397,99 @@ def test_a_listener_of_another_protocol_fails_at_the_deadline_not_never(
     assert took < 20
 
 
+@pytest.mark.parametrize("wrong", ["output", "dead letter"])
+def test_a_wrong_output_or_dead_letter_password_beside_a_right_input_one_is_named(
+    spark: SparkSession, secured: LocalBroker, tmp_path: Path, wrong: str
+) -> None:
+    # Event Streams gives a reader key and a writer key: the same brokers with other credentials are another
+    # connection, and each is checked with its own.
+    right = sasl_ssl(secured, MH_USER, MH_PASSWORD)
+    bad = sasl_ssl(secured, MH_USER, "not-the-password")
+    topics = fresh_topics(secured)
+    document = specs.spec_document(
+        "security-it",
+        topics,
+        tmp_path / "checkpoint",
+        input_connection=right,
+        output_connection=bad if wrong == "output" else right,
+        dead_letter={"topic": topics["dlq"], **({"connection": bad} if wrong == "dead letter" else {})},
+    )
+    message, took = failure_of(spark, specs.build_spec(document))
+    # Without a connection of its own the dead letter shares the output's: both are named.
+    named = "output and dead letter connection" if wrong == "output" else "dead letter connection"
+    server = secured.bootstrap_servers_for("SASL_SSL")
+    assert message == (
+        f"{named}: SASL authentication to Kafka at {server} failed (PLAIN): Authentication failed: Invalid "
+        f"username or password; {AUTH_HINT}"
+    )
+    assert took < 60
+
+
+def cluster_id(bootstrap: str) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return str(admin.describe_cluster()["cluster_id"])
+    finally:
+        admin.close()
+
+
+def test_a_loop_is_refused_by_cluster_id_however_the_address_is_spelled(
+    spark: SparkSession, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = unique_topics("in", "dlq")
+    create_topics(kafka_bootstrap, topics.values())
+    port = kafka_bootstrap.rsplit(":", 1)[1]
+    # Output = input, the broker spelled two ways: the spec cannot tell, the cluster's id can.
+    document = specs.spec_document(
+        "loop",
+        {"in": topics["in"], "out": topics["in"], "dlq": topics["dlq"]},
+        tmp_path / "checkpoint",
+        input_connection={"bootstrap_servers": [f"localhost:{port}"]},
+        output_connection={"bootstrap_servers": [f"127.0.0.1:{port}"]},
+    )
+    message, took = failure_of(spark, specs.build_spec(document))
+    assert message == (
+        f"the input topic {topics['in']} and the output topic {topics['in']} are one topic of Kafka cluster "
+        f"{cluster_id(kafka_bootstrap)} (localhost:{port} and 127.0.0.1:{port} reach the same cluster); the job "
+        "would read what it writes, for ever: give them different topics"
+    )
+    assert took < 60
+
+
+def test_dead_letters_into_the_output_topic_are_refused_and_one_name_on_two_clusters_is_not(
+    spark: SparkSession, kafka_bootstrap: str, secured: LocalBroker, tmp_path: Path
+) -> None:
+    name = unique_topics("shared")["shared"]
+    other = unique_topics("dlq")["dlq"]
+    create_topics(kafka_bootstrap, [name, other])
+    create_topics(secured.bootstrap_servers, [name])
+    elsewhere = {"bootstrap_servers": [secured.bootstrap_servers]}  # another cluster, its PLAINTEXT listener
+    here = {"bootstrap_servers": [kafka_bootstrap]}
+    # The input on the other cluster; output and dead letter both `name` here: dead letters would mix in.
+    mixed = specs.spec_document(
+        "mixed",
+        {"in": name, "out": name, "dlq": name},
+        tmp_path / "checkpoint",
+        input_connection=elsewhere,
+        output_connection=here,
+    )
+    message, _ = failure_of(spark, specs.build_spec(mixed))
+    assert message == (
+        f"the output topic {name} and the dead letter topic {name} are one topic of Kafka cluster "
+        f"{cluster_id(kafka_bootstrap)} on {kafka_bootstrap}; the job would mix dead letters into its output: "
+        "give them different topics"
+    )
+    # The same name on two clusters is two topics: input `name` there, output `name` here.
+    apart = specs.spec_document(
+        "apart",
+        {"in": name, "out": name, "dlq": other},
+        tmp_path / "checkpoint",
+        input_connection=elsewhere,
+        output_connection=here,
+    )
+    check_topics(specs.build_spec(apart), spark=spark)
+
+
 def spark_submit(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", *args],
@@ -459,12 +560,27 @@ def test_run_with_a_wrong_password_records_failed_naming_broker_and_cause(secure
 
 
 def forms_of(user: str, password: str) -> dict[str, str]:
-    """Every form the secret could leak in: the value, its base64 and the client's JAAS line."""
-    return {
+    """Every form the secret could leak in, each made here from the rules of the format that would carry it: the
+    value; JAAS-escaped (in the JAAS line); as py4j sends a string (its own escape_new_line), alone and in the
+    JAAS line; inside a JSON string, ASCII-escaped or not; base64; the client's JAAS line, as is and as py4j sends it;
+    and each line of a multi-line value long enough to mean something."""
+    jaas_escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+    line = jaas_config("PLAIN", user, password)
+    forms = {
         "password": password,
+        "JAAS-escaped": jaas_escaped,
+        "py4j-escaped": escape_new_line(password),
+        "JAAS- then py4j-escaped": escape_new_line(jaas_escaped),
+        "in JSON": json.dumps(password)[1:-1],
+        "in JSON, not ASCII-escaped": json.dumps(password, ensure_ascii=False)[1:-1],
         "base64": base64.b64encode(password.encode()).decode(),
-        "jaas line": jaas_config("PLAIN", user, password),
+        "jaas line": line,
+        "jaas line as py4j sends it": escape_new_line(line),
     }
+    lines = password.splitlines()
+    if len(lines) > 1:
+        forms.update({f"line {i + 1}": part for i, part in enumerate(lines) if len(part) >= 6})
+    return forms
 
 
 def leaks(text: str, forms: dict[str, str]) -> list[str]:
@@ -476,12 +592,14 @@ def leaks(text: str, forms: dict[str, str]) -> list[str]:
     return found
 
 
+@LEAKS
 def test_python_debug_logs_go_through_the_scrubbing_filter(
-    spark: SparkSession, model: LoadedModel, secured: LocalBroker, tmp_path: Path
+    spark: SparkSession, model: LoadedModel, secured: LocalBroker, tmp_path: Path, user: str, password: str
 ) -> None:
-    # At DEBUG, py4j logs every command it sends to the JVM, Kafka options included: the filter the job
-    # puts on its log handlers must mask them. The unfiltered handler is the positive control.
-    connection = sasl_ssl(secured, LEAK_USER, SENTINEL)
+    # At DEBUG, py4j logs every command it sends to the JVM, Kafka options included (py4j-escaped: backslashes
+    # doubled): the filter the job puts on its log handlers must mask them. The unfiltered handler is the
+    # positive control.
+    connection = sasl_ssl(secured, user, password)
     spec = make_spec(connection, connection, fresh_topics(secured), tmp_path)
     raw, scrubbed = io.StringIO(), io.StringIO()
     raw_handler = logging.StreamHandler(raw)  # first: it formats each record before the filter rewrites it
@@ -507,8 +625,8 @@ def test_python_debug_logs_go_through_the_scrubbing_filter(
         root.removeHandler(raw_handler)
         root.removeHandler(scrubbed_handler)
         root.setLevel(level)
-    forms = forms_of(LEAK_USER, SENTINEL)
-    assert forms["jaas line"] in raw.getvalue()
+    forms = forms_of(user, password)
+    assert forms["jaas line as py4j sends it"] in raw.getvalue()
     assert leaks(scrubbed.getvalue(), forms) == []
     assert "kafka.sasl.jaas.config" in scrubbed.getvalue()
 
@@ -578,15 +696,18 @@ def spark_ui_pages(port: int) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(secured: LocalBroker, tmp_path: Path) -> None:
+@LEAKS
+def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(
+    secured: LocalBroker, tmp_path: Path, user: str, password: str
+) -> None:
     topics = fresh_topics(secured)
-    inbound = sasl_ssl(secured, LEAK_USER, "${LEAK_TEST_PASSWORD}")
+    inbound = sasl_ssl(secured, user, "${LEAK_TEST_PASSWORD}")
     # Dead letters over SASL_PLAINTEXT: a second connection, so the job writes with two batch sinks, whose
     # plans print every Kafka option (the single streaming sink prints none).
     dead_letter_connection = {
         "bootstrap_servers": [secured.bootstrap_servers_for("SASL_PLAINTEXT")],
         "security_protocol": "SASL_PLAINTEXT",
-        "user": LEAK_USER,
+        "user": user,
         "password": "${LEAK_TEST_PASSWORD}",
     }
     spec = write_spec(
@@ -596,7 +717,7 @@ def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(secured: Loc
         topics,
         dead_letter={"topic": topics["dlq"], "connection": dead_letter_connection},
     )
-    env = {"LEAK_TEST_PASSWORD": SENTINEL}
+    env = {"LEAK_TEST_PASSWORD": password}
     events, ui_port = tmp_path / "events", free_port()
     events.mkdir()
     spark_args = [
@@ -625,7 +746,9 @@ def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(secured: Loc
         assert (sorted(r.json()["id"] for r in out), [r.json()["errorCode"] for r in dead]) == ([0, 1, 2], ["NOT_JSON"])
         pages = spark_ui_pages(ui_port)
         stopped = job_command("stop", "--spec", str(spec), env=env)
-        assert stopped.stdout.strip() == f"security-{topics['in']}: STOPPED", stopped.stderr
+        assert stopped.stdout.startswith(
+            f"security-{topics['in']}: STOPPED (stopped gracefully (job stop, marker written at "
+        ), stopped.stdout + stopped.stderr
         assert job.wait(timeout=120) == 0
         status_cli = job_command("status", "--spec", str(spec), "--json", env=env)
         assert validate.wait(timeout=240) == 0, validate_log.read_text(errors="replace")[-3000:]
@@ -647,18 +770,20 @@ def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(secured: Loc
         **{f"Spark UI {path}": body for path, body in pages.items()},
         **{f"event log {p.name}": p.read_text(errors="replace") for p in event_files},
     }
-    forms = forms_of(LEAK_USER, SENTINEL)
+    forms = forms_of(user, password)
 
     # Positive controls: the search finds the secret where it must be, and the places searched do carry the
-    # Kafka options (masked), so an unmasked one would have been seen.
-    in_broker_config = leaks((secured.run_dir / "server.properties").read_text(), forms)
-    assert in_broker_config[0] == "password"
+    # Kafka options (masked), so an unmasked one would have been seen. The broker's server.properties holds the
+    # JAAS-escaped password with Java's \\u escapes for anything not ASCII: decoded, the search must find it.
+    broker_config = codecs.decode((secured.run_dir / "server.properties").read_text(), "unicode_escape")
+    in_broker_config = leaks(broker_config, forms)
+    assert "JAAS-escaped" in in_broker_config
     assert any(hit.startswith("unredacted JAAS line: PlainLoginModule required user_") for hit in in_broker_config)
-    planted = f"x {forms['base64']} y {forms['jaas line']}"
+    planted = " | ".join(forms.values())
     unredacted = (
         f"unredacted JAAS line: {forms['jaas line'].removeprefix(PLAIN_MODULE[: -len('PlainLoginModule')])[:60]}…"
     )
-    assert leaks(planted, forms) == ["password", "base64", "jaas line", unredacted]
+    assert set(leaks(planted, forms)) >= {*forms, unredacted}
     sql_api = next(body for path, body in pages.items() if "/sql?" in path)
     assert "kafka.sasl.jaas.config=*********(redacted)" in sql_api
     assert any(
@@ -668,3 +793,32 @@ def test_no_secret_in_logs_ui_rest_api_event_log_status_or_validate(secured: Loc
 
     found = {name: hits for name, text in searched.items() if (hits := leaks(text, forms))}
     assert found == {}
+
+
+def test_a_password_with_a_line_break_is_refused_before_it_reaches_kafka_and_shown_nowhere(
+    secured: LocalBroker, tmp_path: Path
+) -> None:
+    # Kafka's JAAS parser cannot hold a line break (a quoted value ends there) and quoted the line after it into its
+    # error: the spec refuses such a password, naming the field, without any part of it.
+    password = "First-line-of-it-" + secrets.token_hex(4) + "\nSecond-line-of-it-" + secrets.token_hex(4)
+    connection = sasl_ssl(secured, LEAK_USER, "${LEAK_TEST_PASSWORD}")
+    spec = write_spec(tmp_path / "spec.yaml", connection, connection, fresh_topics(secured))
+    log = tmp_path / "job.log"
+    job = spark_submit(
+        "run", "--spec", str(spec), "--log-level", "DEBUG", env={"LEAK_TEST_PASSWORD": password}, log=log
+    )
+    try:
+        code = job.wait(timeout=300)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, 9)
+    output = log.read_text(errors="replace")
+    assert code == 2, output[-3000:]
+    assert (
+        "error: spec field 'input.connection.password': found a value with a line break, expected a password on one "
+        "line (Kafka's JAAS configuration cannot hold a line break)"
+    ) in output
+    assert not (tmp_path / "state").exists()
+    forms = forms_of(LEAK_USER, password)
+    assert {"line 1", "line 2"} <= set(leaks(" ".join(forms.values()), forms))  # positive control
+    assert leaks(output, forms) == []

@@ -122,6 +122,17 @@ def test_jaas_entry_before_properties_escaping() -> None:
     )
 
 
+def test_properties_values_are_ascii_with_java_escapes_for_everything_else() -> None:
+    # Kafka reads server.properties as ISO-8859-1: a non-ASCII password must arrive \\u-escaped to survive. The
+    # JAAS entry doubles the backslash, the properties file doubles both again.
+    config = BrokerConfig(run_dir=Path("/tmp/x"), sasl_plaintext_port=9095, users={"u": "é😀\\q"})
+    rendered = render_server_properties(config)
+    assert rendered.isascii()
+    assert properties(rendered)["listener.name.sasl_plaintext.plain.sasl.jaas.config"] == (
+        'org.apache.kafka.common.security.plain.PlainLoginModule required user_u="\\u00e9\\ud83d\\ude00\\\\\\\\q";'
+    )
+
+
 def test_sasl_ssl_needs_the_keystore_password() -> None:
     config = BrokerConfig(run_dir=RUN_DIR, sasl_ssl_port=19095, users={"alice": "pw"})
 

@@ -6,6 +6,7 @@ import pytest
 
 from job.runtime.connection import (
     connection_scrubber,
+    deployment_scrubber,
     jaas_config,
     kafka_client_options,
     kafka_python_config,
@@ -148,14 +149,47 @@ def test_secret_values_cover_every_form_of_each_secret_and_the_whole_jaas_line()
         ("k:9095",), "SASL_SSL", "PLAIN", "svc", Secret('p"w\\x'), ssl_truststore_location="/ts.p12",
         ssl_truststore_password=Secret("store-pw"),
     )  # fmt: skip
+    line = f'{PLAIN} required username="svc" password="p\\"w\\\\x";'
     assert set(secret_values([conn])) == {
-        f'{PLAIN} required username="svc" password="p\\"w\\\\x";',  # the JAAS line, user name and all
+        line,  # the JAAS line, user name and all
+        line.replace("\\", "\\\\"),  # the line as py4j sends it (backslashes doubled)
+        line.replace("\\", "\\\\").replace('"', '\\"'),  # the line inside a JSON string
         'p"w\\x',  # as given
-        'p\\"w\\\\x',  # JAAS-escaped
+        'p"w\\\\x',  # py4j-escaped
+        'p\\"w\\\\x',  # JAAS-escaped, which is also its JSON form
+        'p\\\\"w\\\\\\\\x',  # JAAS-escaped, then py4j-escaped (inside the JAAS line py4j logs)
+        'p\\\\\\"w\\\\\\\\x',  # JAAS-escaped, then JSON-escaped
         "cCJ3XHg=",  # base64
         "store-pw",
         "c3RvcmUtcHc=",
     }
+
+
+def test_secret_named_kafka_options_are_masked_when_printed_and_in_every_text() -> None:
+    pem_key = (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----"
+    )
+    extra = {
+        "kafka.ssl.key.password": "key-pass-1",
+        "kafka.SSL.Keystore.Key": pem_key,
+        "kafka.sasl.oauthbearer.token.endpoint.url": "https://idp/token",
+        "kafka.my.Credential": "cred-9",
+        "kafka.client.id": "svc",
+    }
+    shown = loggable(sink_options(MESSAGE_HUB, extra))
+    assert {key: shown[key] for key in extra} == {
+        "kafka.ssl.key.password": "*****",
+        "kafka.SSL.Keystore.Key": "*****",
+        "kafka.sasl.oauthbearer.token.endpoint.url": "*****",
+        "kafka.my.Credential": "*****",
+        "kafka.client.id": "svc",
+    }
+    doc = spec_document("d", {"in": "in", "out": "out"}, "/tmp/cp", options={"kafka": extra})
+    scrub = deployment_scrubber(parse_spec(doc, environ={}))
+    # A PEM key is masked whole, and line by line wherever a log shows one of its lines alone.
+    assert scrub(f"a {pem_key} b key-pass-1 c cred-9") == "a ***** b ***** c *****"
+    assert scrub("line MIIEvQIBADANBgkqhkiG9w0BAQEFAASC of it") == "line ***** of it"
+    assert scrub("client svc, protocol PLAINTEXT") == "client svc, protocol PLAINTEXT"
 
 
 def test_connection_scrubber_masks_the_jaas_line_whole_and_the_escaped_password() -> None:

@@ -304,6 +304,17 @@ BAD_SPECS = [
         "the connection",
     ),
     (
+        # Spark lower-cases option names before they reach the Kafka client: this would replace the JAAS line.
+        _with(local_spec(), "options", {"kafka": {"kafka.SASL.Jaas.Config": "x"}}),
+        "spec field 'options.kafka.kafka.SASL.Jaas.Config': found a setting the connection owns, expected it in "
+        "the connection",
+    ),
+    (
+        _with(local_spec(), "options", {"kafka": {"kafka.BOOTSTRAP.SERVERS": "elsewhere:9092"}}),
+        "spec field 'options.kafka.kafka.BOOTSTRAP.SERVERS': found a setting the connection owns, expected it in "
+        "the connection",
+    ),
+    (
         _with(local_spec(), "options", {"kafka": {"request.timeout.ms": 1}}),
         "spec field 'options.kafka.request.timeout.ms': found 'request.timeout.ms', expected a Kafka client option "
         "starting with 'kafka.'",
@@ -316,6 +327,22 @@ def test_each_bad_spec_names_field_found_and_expected(doc: dict[str, Any], messa
     with pytest.raises(SpecError) as err:
         parse_spec(doc, environ={})
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("field", ["password", "user"])
+@pytest.mark.parametrize("line_break", ["\n", "\r", "\r\n"])
+def test_a_user_or_password_with_a_line_break_is_refused_without_quoting_it(field: str, line_break: str) -> None:
+    # Kafka's JAAS parser ends a quoted value at a line break and quotes what follows into its own error.
+    doc = local_spec()
+    connection = {"bootstrap_servers": ["h:1"], "user": "u", "password": "pw"}
+    connection[field] = f"FirstLine{line_break}SecondLineSecret"
+    doc["output"]["connection"] = connection
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc, environ={})
+    assert str(err.value) == (
+        f"spec field 'output.connection.{field}': found a value with a line break, expected a {field} on one line "
+        "(Kafka's JAAS configuration cannot hold a line break)"
+    )
 
 
 def test_bad_file_errors_do_not_quote_the_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,28 @@ def test_status_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     assert store.stop_requested()
     store.clear_stop()
     assert not store.stop_requested()
+
+
+def test_a_batch_folded_twice_counts_once(tmp_path: Path) -> None:
+    # The run loop folds the last batch when it stops; Spark's listener event for that batch may come after.
+    store = StateStore(str(tmp_path))
+    tracker = StatusTracker(store, "dep", scrub=lambda t: t)
+    tracker.progress(progress_event(0, 10, 10, 1, {"0": 10}, {"0": 10}))
+    tracker.progress(progress_event(0, 10, 10, 1, {"0": 10}, {"0": 10}))
+    tracker.progress(progress_event(1, 0, 0, 0, {"0": 10}, {"0": 10}))  # a trigger without data: no count
+    tracker.progress(progress_event(2, 4, 4, 0, {"0": 14}, {"0": 14}))
+    assert status_of(store)["totals"] == {"records_in": 14, "records_scored": 13, "records_dead_lettered": 1}
+
+
+def test_heartbeat_bound_and_stop_marker_time_are_in_the_state_folder(tmp_path: Path) -> None:
+    store = StateStore(str(tmp_path))
+    tracker = StatusTracker(store, "dep", scrub=lambda t: t, stale_after_s=45.0)
+    tracker.beat()
+    status = status_of(store)
+    assert status["stale_after_s"] == 45.0 and status["heartbeat_at"] == status["updated_at"]
+    assert store.stop_requested_at() is None
+    store.request_stop()
+    written = (tmp_path / "stop-requested").read_text()
+    assert store.stop_requested_at() == datetime.fromisoformat(written.strip().replace("Z", "+00:00")).timestamp()
+    (tmp_path / "stop-requested").write_text("not a time\n")
+    assert store.stop_requested_at() == 0.0
