@@ -95,7 +95,7 @@ def hashing_lr(spark: SparkSession) -> PipelineModel:
         stages=[
             Tokenizer(inputCol="text", outputCol="words"),
             HashingTF(inputCol="words", outputCol="features", numFeatures=512),
-            LogisticRegression(maxIter=50, regParam=0.01),
+            LogisticRegression(maxIter=20, regParam=0.01),
         ]
     ).fit(train)
 
@@ -109,7 +109,7 @@ def indexed_labels(spark: SparkSession) -> PipelineModel:
             indexer,
             Tokenizer(inputCol="text", outputCol="words"),
             HashingTF(inputCol="words", outputCol="features", numFeatures=512),
-            LogisticRegression(maxIter=50, regParam=0.01),
+            LogisticRegression(maxIter=20, regParam=0.01),
             IndexToString(inputCol="prediction", outputCol="predictedLabel", labels=indexer.labels),
         ]
     ).fit(train)
@@ -125,7 +125,7 @@ def ngram_idf(spark: SparkSession) -> PipelineModel:
             NGram(n=2, inputCol="words", outputCol="bigrams"),
             CountVectorizer(inputCol="bigrams", outputCol="counts"),
             IDF(inputCol="counts", outputCol="features"),
-            LogisticRegression(maxIter=50, regParam=0.01),
+            LogisticRegression(maxIter=20, regParam=0.01),
         ]
     ).fit(train)
 
@@ -138,7 +138,7 @@ def three_class(spark: SparkSession) -> PipelineModel:
         stages=[
             Tokenizer(inputCol="text", outputCol="words"),
             HashingTF(inputCol="words", outputCol="features", numFeatures=512),
-            LogisticRegression(maxIter=100, regParam=0.01, family="multinomial"),
+            LogisticRegression(maxIter=30, regParam=0.01, family="multinomial"),
         ]
     ).fit(train)
 
@@ -153,6 +153,6 @@ def with_stars(spark: SparkSession) -> PipelineModel:
             Tokenizer(inputCol="text", outputCol="words"),
             HashingTF(inputCol="words", outputCol="tf", numFeatures=512),
             VectorAssembler(inputCols=["tf", "stars"], outputCol="features"),
-            LogisticRegression(maxIter=50, regParam=0.01),
+            LogisticRegression(maxIter=20, regParam=0.01),
         ]
     ).fit(train)
