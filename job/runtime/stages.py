@@ -194,8 +194,22 @@ def inspect_pipeline(pipeline: PipelineModel, label_column: str | None = None) -
     known: dict[str, str] = {}
     not_inputs = {raw_label, classifier_label}
     for stage, facts in zip(transformers, stages, strict=True):
+        skips = _param(stage, "handleInvalid") == "skip"
         if label_indexer is not None and facts.index == label_indexer[0]:
+            if skips:
+                # Spark filters on the input column before it checks that the column exists (StringIndexer.scala,
+                # filterInvalidData), so without the label in the message the transform fails.
+                raise PipelineError(
+                    f"{facts.describe()} indexes the label column '{raw_label}' with handleInvalid='skip', which "
+                    "makes Spark read that column when scoring, and a message does not carry it; refit the indexer "
+                    "with 'error' (the default) or 'keep'"
+                )
             continue  # reads the training label, which a message does not carry; Spark skips it when it is absent
+        if skips:
+            raise PipelineError(
+                f"{facts.describe()} has handleInvalid='skip': it drops the rows it cannot handle, so a message "
+                "would get no record at all; refit it with 'keep' (or 'error')"
+            )
         for position, column in enumerate(facts.inputs):
             if column in produced or column in not_inputs:
                 continue

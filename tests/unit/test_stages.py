@@ -4,6 +4,7 @@ and each refusal with its sentence."""
 from __future__ import annotations
 
 import pytest
+from pyspark.errors import AnalysisException
 from pyspark.ml import PipelineModel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import IndexToString, SQLTransformer, StringIndexer, VectorAssembler
@@ -169,3 +170,26 @@ def test_refuses_a_classifier_reading_a_vector_from_the_message(hashing_lr_model
         "the classifier (stage 0 (LogisticRegressionModel)) reads the vector column 'features', which no earlier "
         "stage writes; a message cannot carry a vector, so the pipeline must build it from the message's fields"
     )
+
+
+def test_refuses_a_stage_that_would_drop_rows(spark: SparkSession, stars_model: PipelineModel) -> None:
+    assembler = stars_model.stages[3].copy()
+    assembler.setHandleInvalid("skip")  # type: ignore[attr-defined]
+    pipeline = PipelineModel([*stars_model.stages[:3], assembler, stars_model.stages[4]])
+    assert refusal(pipeline) == (
+        "stage 3 (VectorAssembler) has handleInvalid='skip': it drops the rows it cannot handle, so a message would "
+        "get no record at all; refit it with 'keep' (or 'error')"
+    )
+    # On the label indexer 'skip' fails too: Spark filters on the label column, which a message does not carry.
+    indexer = stars_model.stages[0].copy()
+    indexer.setHandleInvalid("skip")  # type: ignore[attr-defined]
+    skipping = PipelineModel([indexer, *stars_model.stages[1:]])
+    assert refusal(skipping) == (
+        "stage 0 (StringIndexerModel) indexes the label column 'sentiment' with handleInvalid='skip', which makes "
+        "Spark read that column when scoring, and a message does not carry it; refit the indexer with 'error' (the "
+        "default) or 'keep'"
+    )
+    message = spark.createDataFrame([("great", 4.5)], "text string, stars double")
+    with pytest.raises(AnalysisException):
+        skipping.transform(message).collect()
+    assert stars_model.transform(message).count() == 1
