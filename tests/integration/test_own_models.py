@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ from job.runtime.model import LoadedModel
 from job.runtime.publish import load_serving_model
 from job.runtime.query import start_query
 from job.tools import specs
+from job.tools.processes import launch_job, stop_job
 from tests import pipelines
 from tests.integration.kafka_utils import Record, create_topics, produce, read_all, unique_topics
-from tests.paths import WML_DOCUMENT
+from tests.paths import PROJECT_ROOT, WML_DOCUMENT
 
 # Texts the models were not trained on, mixing their words, so the predictions are not all memorised.
 TEXTS = [
@@ -211,3 +214,44 @@ def test_an_extra_numeric_field_from_the_message(spark: SparkSession, kafka_boot
     # The number weighs in: the same text with other stars gets another probability.
     same_text = [e["probability"] for i, e in expected.items() if TEXTS[i % len(TEXTS)] == TEXTS[0]]
     assert len(set(same_text)) == 2
+
+
+@pytest.mark.slow
+def test_from_save_to_a_running_deployment_as_the_readme_walks_it(
+    spark: SparkSession, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The README's walk, each step as a person runs it: save, `job model publish` (its own process and local
+    session), then `./spark-submit.sh run` with the published folder as model.location."""
+    pipeline = pipelines.indexed_labels(spark)
+    location = str(tmp_path / "sentiment-v2")
+    pipeline.write().save(location)
+    published = subprocess.run(
+        [sys.executable, "-m", "job.cli", "model", "publish", location, "--metadata", str(WML_DOCUMENT)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert published.returncode == 0, published.stderr[-3000:]
+    version = json.loads((Path(location) / "model.json").read_text(encoding="utf-8"))["version"]
+    assert published.stdout.startswith(f"published 'Sentiment Prediction' version {version} at {location}\n")
+
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, topics.values(), partitions=2)
+    rows = [{"id": i, "text": text} for i, text in enumerate(TEXTS)]
+    produce(kafka_bootstrap, topics["in"], [(None, json.dumps(r).encode()) for r in rows])
+    options = {"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}}
+    spec = specs.write_spec(
+        tmp_path / "spec.yaml",
+        specs.spec_document(
+            "own-model-run", topics, tmp_path / "checkpoint", kafka_bootstrap, model=location, options=options
+        ),
+    )
+    job = launch_job(["run", "--spec", str(spec)], tmp_path / "job.log")
+    try:
+        out = read_all(kafka_bootstrap, topics["out"], expected=len(rows), timeout_s=300)
+    finally:
+        stop_job(job)
+    labels = tuple(pipeline.stages[0].labels)  # type: ignore[attr-defined]
+    expected = static_scores(spark, pipeline, rows, "id int, text string", labels)
+    assert_records_match(out, rows, expected, "Sentiment Prediction", version)
