@@ -158,7 +158,7 @@ class Bench:
         if self._model is None:
             from job.runtime.model import load_model
 
-            self._model = load_model(self.spark, self.args.model, available_columns=["id", "text"])
+            self._model = load_model(self.spark, self.args.model)
         return self._model
 
 

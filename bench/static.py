@@ -170,7 +170,7 @@ def run_static(
 
     def job_transforms(p: PipelineModel) -> Callable[[DataFrame], DataFrame]:
         return scoring.scoring_pipeline(
-            fields, p, info, "bench", "out", "dlq", DEFAULT_MAX_TEXT_LENGTH, DEFAULT_MAX_MESSAGE_BYTES
+            p, info, "bench", "out", "dlq", DEFAULT_MAX_TEXT_LENGTH, DEFAULT_MAX_MESSAGE_BYTES
         )
 
     parts: dict[str, DataFrame] = {

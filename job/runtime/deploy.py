@@ -25,9 +25,9 @@ from job.runtime.cluster_check import StartupError, check_topics
 from job.runtime.connection import loggable, sink_options, source_options
 from job.runtime.failures import full_text, short_reason
 from job.runtime.health import HEARTBEAT_INTERVAL_S, heartbeat_bound_s, interval_seconds
-from job.runtime.model import ModelError, load_model
+from job.runtime.model import ModelError
+from job.runtime.publish import load_serving_model
 from job.runtime.query import start_query
-from job.runtime.scoring import ID_FIELD, TEXT_FIELD
 from job.runtime.secrets import REDACTED
 from job.runtime.session import deployment_session
 from job.runtime.status import FAILED, INITIALIZING, STOPPED, StateStore, StatusTracker, now_iso
@@ -35,10 +35,6 @@ from job.runtime.stopping import ProcessWatch, StopRequest
 from job.runtime.values import EXIT_FAILED, EXIT_OK, DeploymentSpec, Topic
 
 logger = logging.getLogger(__name__)
-
-# The job parses each message with the model's declared input schema; `id` is required on top of it
-# because it keys the output records.
-PARSED_FIELDS = (ID_FIELD, TEXT_FIELD)
 
 
 def describe(spec: DeploymentSpec) -> dict[str, Any]:
@@ -96,9 +92,10 @@ def validate(spec: DeploymentSpec, check_topics_too: bool = False) -> int:
     print(yaml.safe_dump(describe(spec), sort_keys=False).rstrip())
     spark = deployment_session(spec, app_name=f"validate: {spec.name}")
     try:
-        model = load_model(spark, spec.model_location, available_columns=PARSED_FIELDS)
-        meta = model.metadata
-        print(f"model: {meta.name} version {meta.version}, labels {list(meta.label_values)}")
+        # The same full check as `run`: the model's input schema is what the job parses from each message.
+        model = load_serving_model(spark, spec.model_location, spec.options)
+        fields = ", ".join(f"{n} {t}" for n, t in model.input_fields)
+        print(f"model: {model.name} version {model.version}, labels {list(model.label_values)}, input {fields}")
         if check_topics_too:
             check_topics(spec, spark)
             print("topics: all three found, distinct, the input readable and the outputs writable")
@@ -153,7 +150,7 @@ def run(
         check_topics(spec, spark)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
-        model = load_model(spark, spec.model_location, available_columns=PARSED_FIELDS)
+        model = load_serving_model(spark, spec.model_location, spec.options)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
         query = start_query(spark, spec, model, tracker)

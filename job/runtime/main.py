@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     # (on a cluster it also arrives through --py-files).
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from job.runtime import control, deploy, stopping
+from job.runtime import control, deploy, publish, stopping
 from job.runtime.connection import deployment_scrubber
 from job.runtime.secrets import ScrubbingFilter
 from job.runtime.spec import load_locations, load_spec
@@ -28,7 +28,7 @@ COMMANDS = (
     ("status", "show the deployment's state and latest progress"),
     ("stop", "stop the running deployment gracefully (the batch in flight finishes) and wait for it"),
     ("delete", "stop the deployment if it runs, then remove its checkpoint and state"),
-)
+)  # and `model publish` / `model show` (add_model_commands)
 
 
 def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
@@ -71,9 +71,50 @@ def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentPar
                 help="confirm the deployment is not running (needed without a state folder, where delete cannot "
                 "ask it to stop and would remove the checkpoint under it)",
             )
+    add_model_commands(commands)
     for name, help_text in (tools or {}).items():
         commands.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def add_model_commands(commands: Any) -> None:
+    """`job model publish` and `job model show` (job.runtime.publish); they need a model location, no spec."""
+    model = commands.add_parser("model", help="publish a saved Spark ML pipeline for deployment, or show one")
+    actions = model.add_subparsers(dest="model_command", required=True)
+    pub = actions.add_parser(
+        "publish",
+        help="check a saved PipelineModel and write the model.json the job needs beside it (or into --output)",
+        description="Check a saved PipelineModel (any URI Spark reads), score a generated message with it, and write "
+        "its model.json. Metadata comes from the flags, then --metadata, then a model.json already beside the "
+        "pipeline, then the pipeline's own stages.",
+    )
+    pub.add_argument("pipeline", metavar="PIPELINE_LOCATION", help="the folder pipeline_model.save(...) wrote")
+    pub.add_argument("--output", metavar="URI", help="copy the pipeline here and publish the copy (default: in place)")
+    pub.add_argument(
+        "--metadata",
+        metavar="FILE",
+        help="a WML published-model document (the GET response or its entity, unchanged) or a model.json",
+    )
+    pub.add_argument("--name", help="the model's name (default: the metadata's, else the folder's name)")
+    pub.add_argument("--description", help="what the model does")
+    pub.add_argument("--author", help="who trained it")
+    pub.add_argument("--label-column", metavar="COLUMN", help="the training label column (WML's label_col)")
+    pub.add_argument(
+        "--labels",
+        metavar="A,B,...",
+        help="label of each prediction, in order (0.0 is the first); needed when the pipeline does not name them",
+    )
+    pub.add_argument(
+        "--input",
+        action="append",
+        metavar="NAME:TYPE",
+        help="a field of each message (repeat for each; TYPE: string, integer, long, double, float, boolean); "
+        "replaces the metadata's input schema",
+    )
+    pub.add_argument("--overwrite", action="store_true", help="replace another version's model.json or --output")
+    show = actions.add_parser("show", help="print what a deployment would use: name, version, labels, input, stages")
+    show.add_argument("location", metavar="LOCATION", help="a published model's folder (the spec's model.location)")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,6 +147,8 @@ def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = Non
         Path(pid_file).write_text(str(os.getpid()), encoding="utf-8")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are connection chatter
+    if args.command == "model":
+        return publish.model_command(args)
     try:
         if args.command in ("status", "stop", "delete"):
             # These need the deployment's folders only, not its connections (or their secrets).

@@ -1,18 +1,22 @@
-"""Load a deployable model (a Spark PipelineModel plus our model.json) and check it fits the job."""
+"""Load a deployable model (a Spark PipelineModel plus our model.json) and check that the two agree."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyspark
 from pyspark.ml import PipelineModel
+from pyspark.ml.wrapper import JavaWrapper
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from job.runtime import storage
+from job.runtime.stages import PipelineError, PipelineFacts, inspect_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +24,12 @@ METADATA_FILE = "model.json"
 # What PipelineModel.save writes in its metadata/ folder; a single saved estimator names its own class.
 PIPELINE_MODEL_CLASS = "org.apache.spark.ml.PipelineModel"
 # Types a model input field may have: the ones the job knows how to parse from a JSON message.
-INPUT_TYPES = ("integer", "long", "string", "double", "boolean")
+INPUT_TYPES = ("string", "integer", "long", "double", "float", "boolean")
+# The field every message must carry: it keys the output record. It may be a number or a string.
+ID_FIELD = "id"
+ID_TYPES = ("integer", "long", "string")
+# Keys of model.json's `output_columns`: the pipeline's columns the job reads its results from.
+OUTPUT_COLUMN_KEYS = ("prediction", "probability", "predicted_label", "raw_prediction")
 
 
 class ModelError(Exception):
@@ -36,6 +45,9 @@ class ModelMetadata:
     label_column: str
     label_values: tuple[str, ...]
     input_schema: tuple[tuple[str, str], ...]
+    # The pipeline's output columns as written down (`output_columns`: prediction, probability, predicted_label,
+    # raw_prediction); the loader checks each one given against the pipeline. Older documents may leave it out.
+    output_columns: Mapping[str, str | None] = field(default_factory=dict, hash=False)
     raw: Mapping[str, Any] = field(default_factory=dict, hash=False, repr=False)
 
     @classmethod
@@ -99,6 +111,27 @@ class ModelMetadata:
         names = [n for n, _ in fields]
         if len(set(names)) != len(names):
             raise ModelError(f"{source}: field 'input_schema' names a column twice: {names}")
+        types = dict(fields)
+        if ID_FIELD not in types:
+            raise ModelError(
+                f"{source}: field 'input_schema' has no '{ID_FIELD}' field; every message needs one, as it keys "
+                f"the output record (`job model publish` adds it as an integer)"
+            )
+        if types[ID_FIELD] not in ID_TYPES:
+            raise ModelError(
+                f"{source}: field 'input_schema' gives '{ID_FIELD}' the type {types[ID_FIELD]!r}; the record key "
+                f"must be one of {list(ID_TYPES)}"
+            )
+
+        outputs = doc.get("output_columns", {})
+        if not isinstance(outputs, dict) or not all(
+            key in OUTPUT_COLUMN_KEYS and (value is None or (isinstance(value, str) and value))
+            for key, value in outputs.items()
+        ):
+            raise ModelError(
+                f"{source}: field 'output_columns' must be an object with keys among {list(OUTPUT_COLUMN_KEYS)} "
+                f"and column names (or null) as values, found {outputs!r}"
+            )
 
         return cls(
             name=name,
@@ -106,6 +139,7 @@ class ModelMetadata:
             label_column=label_column,
             label_values=tuple(labels),
             input_schema=tuple(fields),
+            output_columns=dict(outputs),
             raw=doc,
         )
 
@@ -119,32 +153,59 @@ class ModelMetadata:
             label_values=list(self.label_values),
             input_schema=[{"name": n, "type": t} for n, t in self.input_schema],
         )
+        if self.output_columns:
+            doc["output_columns"] = dict(self.output_columns)
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A PipelineModel ready to score, with its metadata and where it came from."""
+    """A PipelineModel ready to score, checked against its metadata: everything the query needs, no global state.
+
+    Built only by `load_model`, so holding one means the metadata and the pipeline agree (input columns,
+    labels, output columns). `facts` is what the pipeline itself says (see `job.runtime.stages`).
+    """
 
     pipeline: PipelineModel
     metadata: ModelMetadata
     location: str
+    facts: PipelineFacts
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
+
+    @property
+    def input_fields(self) -> tuple[tuple[str, str], ...]:
+        """(name, type) of each field parsed from a message's JSON: the metadata's input schema, `id` included."""
+        return self.metadata.input_schema
+
+    @property
+    def label_values(self) -> tuple[str, ...]:
+        """Label i is the label of prediction i."""
+        return self.metadata.label_values
+
+    @property
+    def prediction_column(self) -> str:
+        return self.facts.prediction_column
+
+    @property
+    def probability_column(self) -> str | None:
+        """The classifier's probability vector column; None for a classifier without probabilities (LinearSVC)."""
+        return self.facts.probability_column
+
+    @property
+    def predicted_label_column(self) -> str | None:
+        """The pipeline's own label column (an IndexToString on the prediction), or None: the job maps numbers."""
+        return self.facts.predicted_label_column
 
     def input_columns(self) -> tuple[str, ...]:
-        """The columns the pipeline's first stage reads (the Tokenizer's inputCol)."""
-        return pipeline_input_columns(self.pipeline)
-
-
-def pipeline_input_columns(pipeline: PipelineModel) -> tuple[str, ...]:
-    """Columns read by the first stage: `inputCol`, or `inputCols` for multi-column stages."""
-    if not pipeline.stages:
-        return ()
-    first = pipeline.stages[0]
-    for param, many in (("inputCol", False), ("inputCols", True)):
-        if first.hasParam(param) and first.isDefined(first.getParam(param)):
-            value = first.getOrDefault(param)
-            return tuple(value) if many else (value,)
-    return ()
+        """The columns the pipeline reads from the message (no earlier stage writes them)."""
+        return self.facts.input_columns
 
 
 def label_for_prediction(label_values: Sequence[str]) -> Callable[[Column], Column]:
@@ -179,17 +240,84 @@ def _saved_class(spark: SparkSession, location: str) -> str | None:
     return None
 
 
-def load_model(spark: SparkSession, location: str, available_columns: Sequence[str]) -> LoadedModel:
-    """Load and check the model at `location` (any URI Spark reads).
+def error_summary(exc: BaseException) -> str:
+    """One line saying what went wrong in Spark: the Java exception for a py4j error, else the message's first line."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.toString()) if java is not None else str(exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
-    `available_columns` are the columns the job's input provides; the model must read only those.
-    Raises ModelError naming the location and the problem.
-    """
+
+def _jvm_has_class(spark: SparkSession, name: str) -> bool:
+    java_lang = storage.jvm(spark).java.lang
+    try:
+        java_lang.Class.forName(name, False, java_lang.Thread.currentThread().getContextClassLoader())
+    except Exception:
+        return False
+    return True
+
+
+def _python_class(java_class: str) -> type | None:
+    """The Python class pyspark loads a saved stage with: org.apache.spark.X is pyspark.X (JavaParams._from_java)."""
+    module, _, name = java_class.replace("org.apache.spark", "pyspark").rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _stage_load_problem(spark: SparkSession, java_class: str) -> str | None:
+    """Why this Spark cannot load a saved stage of this class, or None when it can."""
+    python = _python_class(java_class)
+    if python is not None and not issubclass(python, JavaWrapper):
+        return None  # a stage written in Python, loaded by Python alone
+    python_name = java_class.replace("org.apache.spark", "pyspark")
+    on_jvm = _jvm_has_class(spark, java_class)
+    if python is None and on_jvm:
+        return f"pyspark {pyspark.__version__} has no Python class {python_name} to load it with"
+    if python is None:
+        return (
+            f"neither Spark {spark.version} nor Python knows that class (a stage of another Spark version, or one "
+            "whose jar and Python package are not installed)"
+        )
+    if not on_jvm:
+        return "the JVM has no such class: add the jar that holds it (spark-submit --jars)"
+    return None
+
+
+def _unloadable_stage(spark: SparkSession, location: str) -> str | None:
+    """The first saved stage this Spark cannot load, described, or None if none is found."""
+    stages_dir = storage.join(location, "stages")
+    if not storage.is_directory(spark, stages_dir):
+        return None
+    folders = storage.list_names(spark, stages_dir)
+    for folder in sorted(folders, key=lambda n: (int(n.split("_", 1)[0]) if n.split("_", 1)[0].isdigit() else 0, n)):
+        java_class = _saved_class(spark, storage.join(stages_dir, folder))
+        if java_class is None:
+            return f"stage {folder} has no readable metadata/"
+        problem = _stage_load_problem(spark, java_class)
+        if problem is not None:
+            return f"stage {folder} is a {java_class}, which this Spark cannot load: {problem}"
+    return None
+
+
+def load_pipeline(spark: SparkSession, location: str) -> PipelineModel:
+    """PipelineModel.load, with a refusal that names the stage this Spark cannot load, when it is one."""
+    try:
+        return PipelineModel.load(location)
+    except Exception as exc:
+        stage = _unloadable_stage(spark, location)
+        if stage is not None:
+            raise ModelError(f"model location {location}: {stage}") from exc
+        raise ModelError(f"model location {location}: PipelineModel.load failed: {error_summary(exc)}") from exc
+
+
+def check_saved_pipeline(spark: SparkSession, location: str) -> None:
+    """Refuse a location that does not hold a saved PipelineModel, naming what is there instead."""
     if not storage.exists(spark, location):
         raise ModelError(f"model location {location}: no such folder")
     if not storage.is_directory(spark, location):
         raise ModelError(f"model location {location}: is a file, expected a folder holding a saved PipelineModel")
-
     saved_class = _saved_class(spark, location)
     if saved_class is None:
         raise ModelError(
@@ -202,65 +330,77 @@ def load_model(spark: SparkSession, location: str, available_columns: Sequence[s
             "save the fitted Pipeline (Tokenizer -> HashingTF -> LogisticRegression), not a single stage"
         )
 
+
+def inspect(location: str, pipeline: PipelineModel, label_column: str | None) -> PipelineFacts:
+    """`stages.inspect_pipeline`, its refusal prefixed with the location."""
+    try:
+        return inspect_pipeline(pipeline, label_column)
+    except PipelineError as exc:
+        raise ModelError(f"model location {location}: {exc}") from None
+
+
+def check_agreement(location: str, metadata: ModelMetadata, facts: PipelineFacts) -> None:
+    """Refuse metadata that does not describe the pipeline: each sentence names both sides."""
+    where = f"model location {location}: {METADATA_FILE}"
+    declared = [n for n, _ in metadata.input_schema]
+    for column in facts.input_columns:
+        if column not in declared:
+            reader = next(s for s in facts.stages if column in s.inputs)
+            raise ModelError(
+                f"model location {location}: the pipeline reads column {column!r} ({reader.describe()}), which the "
+                f"input_schema of {METADATA_FILE} does not declare (it declares {declared})"
+            )
+    if len(metadata.label_values) != facts.num_classes:
+        raise ModelError(
+            f"{where} lists {len(metadata.label_values)} label_values {list(metadata.label_values)} "
+            f"but the classifier predicts {facts.num_classes} classes"
+        )
+    if facts.label_values is not None and facts.label_values != metadata.label_values:
+        raise ModelError(
+            f"{where} lists label_values {list(metadata.label_values)} but the pipeline's own labels "
+            f"({facts.label_source}) are {list(facts.label_values)}"
+        )
+    actual = {
+        "prediction": facts.prediction_column,
+        "probability": facts.probability_column,
+        "predicted_label": facts.predicted_label_column,
+    }
+    for key, value in actual.items():
+        if key in metadata.output_columns and metadata.output_columns[key] != value:
+            raise ModelError(
+                f"{where} gives output_columns.{key} {metadata.output_columns[key]!r} but the pipeline's is {value!r}"
+            )
+
+
+def load_model(spark: SparkSession, location: str) -> LoadedModel:
+    """Load the model at `location` (any URI Spark reads) and check that its model.json describes the pipeline.
+
+    Raises ModelError naming the location and the problem. The check of the scoring itself, on a generated
+    message, is `job.runtime.publish.load_serving_model`, which the deployment uses.
+    """
+    check_saved_pipeline(spark, location)
     metadata_uri = storage.join(location, METADATA_FILE)
     metadata_text = storage.read_text(spark, metadata_uri)
     if metadata_text is None:
         raise ModelError(
             f"model location {location}: no {METADATA_FILE} (name, version, label_values, input_schema); "
-            "job.training.train writes it beside metadata/ and stages/"
+            "`job model publish` (or job.training.train) writes it beside metadata/ and stages/"
         )
     metadata = ModelMetadata.from_json(metadata_text, source=metadata_uri)
-
-    try:
-        pipeline = PipelineModel.load(location)
-    except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"model location {location}: PipelineModel.load failed: {first_line}") from exc
-    model = LoadedModel(pipeline=pipeline, metadata=metadata, location=location)
-
-    if not pipeline.stages:
-        raise ModelError(f"model location {location}: the PipelineModel has no stages")
-    inputs = model.input_columns()
-    if not inputs:
-        raise ModelError(
-            f"model location {location}: the first stage {type(pipeline.stages[0]).__name__} "
-            "declares no inputCol, so the job cannot tell which column to feed it"
-        )
-    declared = [n for n, _ in metadata.input_schema]
-    for column in inputs:
-        if column not in declared:
-            raise ModelError(
-                f"model location {location}: the pipeline reads column {column!r}, which the input_schema "
-                f"of {METADATA_FILE} does not declare (it declares {declared})"
-            )
-        if column not in available_columns:
-            raise ModelError(
-                f"model location {location}: the pipeline reads column {column!r}, which the job's input "
-                f"does not provide (the spec parses {list(available_columns)})"
-            )
-
-    classifier = pipeline.stages[-1]
-    if not hasattr(classifier, "numClasses"):
-        raise ModelError(
-            f"model location {location}: the last stage is {type(classifier).__name__}, "
-            "not a classification model with numClasses"
-        )
-    num_classes = int(classifier.numClasses)
-    if num_classes != len(metadata.label_values):
-        raise ModelError(
-            f"model location {location}: {METADATA_FILE} lists {len(metadata.label_values)} label_values "
-            f"{list(metadata.label_values)} but the classifier predicts {num_classes} classes"
-        )
-
+    pipeline = load_pipeline(spark, location)
+    facts = inspect(location, pipeline, metadata.label_column)
+    check_agreement(location, metadata, facts)
     logger.info(
         "loaded model %r version %s from %s (stages %s, labels %s)",
         metadata.name,
         metadata.version,
         location,
-        [type(s).__name__ for s in pipeline.stages],
+        [s.name for s in facts.stages],
         list(metadata.label_values),
     )
-    return LoadedModel(pipeline=with_dense_coefficients(spark, pipeline), metadata=metadata, location=location)
+    return LoadedModel(
+        pipeline=with_dense_coefficients(spark, pipeline), metadata=metadata, location=location, facts=facts
+    )
 
 
 def with_dense_coefficients(spark: SparkSession, pipeline: PipelineModel) -> PipelineModel:

@@ -20,18 +20,26 @@ logger = logging.getLogger(__name__)
 
 
 def model_input_fields(model: LoadedModel) -> list[scoring.InputField]:
-    return [scoring.InputField(name, kind) for name, kind in model.metadata.input_schema]
+    return [scoring.InputField(name, kind) for name, kind in model.input_fields]
 
 
 def model_info(model: LoadedModel) -> scoring.ModelInfo:
-    meta = model.metadata
-    return scoring.ModelInfo(name=meta.name, version=meta.version, label_values=tuple(meta.label_values))
+    """What the scoring transforms need to know about a loaded model beside its pipeline."""
+    return scoring.ModelInfo(
+        name=model.name,
+        version=model.version,
+        label_values=model.label_values,
+        input_fields=tuple(model_input_fields(model)),
+        prediction_column=model.prediction_column,
+        probability_column=model.probability_column,
+        predicted_label_column=model.predicted_label_column,
+        fillers=tuple(sorted(model.facts.known_values.items())),
+    )
 
 
 def deployment_transform(spec: DeploymentSpec, model: LoadedModel) -> Callable[[DataFrame], DataFrame]:
     """Kafka source rows -> Kafka sink rows for this deployment and model (see `scoring.scoring_pipeline`)."""
     return scoring.scoring_pipeline(
-        fields=model_input_fields(model),
         model=model.pipeline,
         info=model_info(model),
         deployment=spec.name,

@@ -48,16 +48,25 @@ WRONG_TYPE = "WRONG_TYPE"
 TEXT_TOO_LONG = "TEXT_TOO_LONG"
 EMPTY_TEXT = "EMPTY_TEXT"
 
-# Spark SQL type of a model input field -> the Variant types a JSON value of that field may have.
+# Spark SQL type of a model input field -> the Variant types a JSON value of that field may have. A JSON number
+# with a fraction parses as a DECIMAL(p,s) variant when it fits one (7.5 is DECIMAL(2,1)), else as a DOUBLE.
 _JSON_TYPES = {
     "integer": ("TINYINT", "SMALLINT", "INT", "BIGINT"),
     "long": ("TINYINT", "SMALLINT", "INT", "BIGINT"),
     "string": ("STRING",),
-    "double": ("TINYINT", "SMALLINT", "INT", "BIGINT", "DOUBLE", "FLOAT"),
+    "double": ("TINYINT", "SMALLINT", "INT", "BIGINT", "DOUBLE", "FLOAT", "DECIMAL"),
+    "float": ("TINYINT", "SMALLINT", "INT", "BIGINT", "DOUBLE", "FLOAT", "DECIMAL"),
     "boolean": ("BOOLEAN",),
 }
 _TYPE_WORDS = {"integer": "an integer", "long": "an integer", "string": "a string", "double": "a number",
-               "boolean": "true or false"}  # fmt: skip
+               "float": "a number", "boolean": "true or false"}  # fmt: skip
+# What a row that is already invalid feeds the pipeline for a field of each type (see `score`).
+_FILLERS: dict[str, str | int | float | bool] = {
+    "integer": 0, "long": 0, "string": "", "double": 0.0, "float": 0.0, "boolean": False,
+}  # fmt: skip
+# The fields of a scored record besides the model's input fields; an input field may not take one of these names.
+RECORD_FIELDS = ("prediction", "predictedLabel", "probability", "modelName", "modelVersion", "scoredAt",
+                 "sourceTopic", "sourcePartition", "sourceOffset")  # fmt: skip
 
 # Intermediate columns of `parse_messages`.
 _RAW_TEXT = "_raw_text"
@@ -88,13 +97,33 @@ class InputField:
             raise ValueError(f"input field {self.name!r}: type {self.type!r} is not one of {sorted(_JSON_TYPES)}")
 
 
+def _json_type_ok(field: InputField, json_type: Column) -> Column:
+    allowed = _JSON_TYPES[field.type]
+    exact = json_type.isin(*[t for t in allowed if t != "DECIMAL"])
+    return exact | json_type.startswith("DECIMAL") if "DECIMAL" in allowed else exact
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the output records say about the model that scored them."""
+    """What scoring needs from the model beside the pipeline, and what the output records say about it."""
 
     name: str
     version: str
+    # label_values[i] is the label of prediction i.
     label_values: tuple[str, ...]
+    # The fields parsed from each message, in the order the record shows them (`id` among them).
+    input_fields: tuple[InputField, ...]
+    prediction_column: str = "prediction"
+    # None for a classifier without probabilities: the record's probability is then null.
+    probability_column: str | None = "probability"
+    # The pipeline's own label column (IndexToString on the prediction); None: labels come from label_values.
+    predicted_label_column: str | None = None
+    # Values fed to the pipeline for rows already invalid, where a type's default would not do (a value a
+    # StringIndexerModel knows, for an indexer that fails on unknown ones).
+    fillers: tuple[tuple[str, str], ...] = ()
+
+    def filler(self, field: InputField) -> str | int | float | bool:
+        return dict(self.fillers).get(field.name, _FILLERS[field.type])
 
 
 def parse_messages(
@@ -106,8 +135,10 @@ def parse_messages(
     an error code with a sentence. The checks run in order and the first failure wins.
     """
     names = [f.name for f in fields]
-    if ID_FIELD not in names or TEXT_FIELD not in names:
-        raise ValueError(f"input schema must have '{ID_FIELD}' and '{TEXT_FIELD}' fields, got {names}")
+    if ID_FIELD not in names:
+        raise ValueError(f"input schema must have an '{ID_FIELD}' field (it keys the output record), got {names}")
+    # The length and emptiness checks are about the text to classify: the field named `text`, when there is one.
+    text_field = next((f for f in fields if f.name == TEXT_FIELD and f.type == "string"), None)
 
     def transform(df: DataFrame) -> DataFrame:
         kafka_columns = [KEY, VALUE, TOPIC, PARTITION, OFFSET, TIMESTAMP]
@@ -147,7 +178,7 @@ def parse_messages(
                 (F.col(_node(field)).isNull(), MISSING_FIELD, F.lit(f"field '{field.name}' is missing")),
                 (json_type == "VOID", NULL_FIELD, F.lit(f"field '{field.name}' is null")),
                 (
-                    ~json_type.isin(*_JSON_TYPES[field.type]) | F.col(_typed(field)).isNull(),
+                    ~_json_type_ok(field, json_type) | F.col(_typed(field)).isNull(),
                     WRONG_TYPE,
                     F.format_string(
                         f"field '{field.name}' must be {_TYPE_WORDS[field.type]}"
@@ -157,18 +188,19 @@ def parse_messages(
                     ),
                 ),
             ]
-        text = F.col(_typed(InputField(TEXT_FIELD, "string")))
-        checks += [
-            (
-                F.char_length(text) > max_text_length,
-                TEXT_TOO_LONG,
-                F.format_string(
-                    f"field 'text' has %d characters, over the limit of {max_text_length}", F.char_length(text)
+        if text_field is not None:
+            text = F.col(_typed(text_field))
+            checks += [
+                (
+                    F.char_length(text) > max_text_length,
+                    TEXT_TOO_LONG,
+                    F.format_string(
+                        f"field 'text' has %d characters, over the limit of {max_text_length}", F.char_length(text)
+                    ),
                 ),
-            ),
-            # An empty text has nothing to classify; scoring it would only report the model's bias.
-            (F.trim(text) == "", EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
-        ]
+                # An empty text has nothing to classify; scoring it would only report the model's bias.
+                (F.trim(text) == "", EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
+            ]
         code = F.lit(None).cast("string")
         reason = F.lit(None).cast("string")
         for condition, error, sentence in reversed(checks):
@@ -189,25 +221,31 @@ def parse_messages(
 def score(model: PipelineModel, info: ModelInfo) -> Callable[[DataFrame], DataFrame]:
     """Run the pipeline model on every row and add the prediction, its label and its probability.
 
-    Rows already marked invalid are scored on an empty text (cheaper than splitting the stream, which
-    would read each micro-batch from Kafka twice) and their results are discarded by `to_kafka_records`.
-    All of it runs in the JVM: no Python UDF on the hot path.
+    Rows already marked invalid have null fields; they are scored on fillers (an empty text, a zero, a value
+    a StringIndexerModel knows) rather than split off, since splitting the stream would read each micro-batch
+    from Kafka twice, and their results are discarded by `to_kafka_records`. The label is the pipeline's own
+    (an IndexToString column) when it has one, else `label_values[prediction]`; the probability is the
+    predicted class's. All of it runs in the JVM: no Python UDF on the hot path.
     """
-    last = model.stages[-1]
-    prediction_col = last.getOrDefault("predictionCol")
-    probability_col = last.getOrDefault("probabilityCol")
     to_label = label_for_prediction(info.label_values)
+    fillers = {
+        f.name: F.coalesce(F.col(f.name), F.lit(info.filler(f)).cast(f.type)).alias(f.name) for f in info.input_fields
+    }
 
     def transform(df: DataFrame) -> DataFrame:
-        passthrough = [c for c in df.columns if c != TEXT_FIELD]
-        scored = model.transform(df.withColumn(TEXT_FIELD, F.coalesce(F.col(TEXT_FIELD), F.lit(""))))
-        index = F.col(prediction_col).cast("int")
+        scored = model.transform(df.select(*[fillers.get(c, F.col(c)) for c in df.columns]))
+        prediction = F.col(info.prediction_column)
+        label = F.col(info.predicted_label_column) if info.predicted_label_column else to_label(prediction)
+        probability = (
+            F.get(vector_to_array(F.col(info.probability_column)), prediction.cast("int"))
+            if info.probability_column
+            else F.lit(None).cast("double")
+        )
         return scored.select(
-            *passthrough,
-            TEXT_FIELD,
-            F.col(prediction_col).alias(PREDICTION),
-            to_label(F.col(prediction_col)).alias(PREDICTED_LABEL),
-            F.get(vector_to_array(F.col(probability_col)), index).alias(PROBABILITY),
+            *df.columns,
+            prediction.alias(PREDICTION),
+            label.alias(PREDICTED_LABEL),
+            probability.alias(PROBABILITY),
         )
 
     return transform
@@ -231,10 +269,11 @@ def to_kafka_records(
         # Formatted here (the same text to_json writes) so that no per-batch timestamp literal reaches the
         # generated code; the benchmark still counts ~2 compilations per micro-batch, so it was not the only cause.
         now = F.date_format(F.current_timestamp(), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
+        # `id` first, then the model's other input fields in schema order, then what the model said.
+        fields = [ID_FIELD, *[f.name for f in info.input_fields if f.name != ID_FIELD]]
         scored_value = F.to_json(
             F.struct(
-                F.col(ID_FIELD).alias("id"),
-                F.col(TEXT_FIELD).alias("text"),
+                *[F.col(name).alias(name) for name in fields],
                 F.col(PREDICTION).alias("prediction"),
                 F.col(PREDICTED_LABEL).alias("predictedLabel"),
                 F.col(PROBABILITY).alias("probability"),
@@ -244,7 +283,9 @@ def to_kafka_records(
                 F.col(TOPIC).alias("sourceTopic"),
                 F.col(PARTITION).alias("sourcePartition"),
                 F.col(OFFSET).alias("sourceOffset"),
-            )
+            ),
+            # Keeps `probability: null` of a classifier without probabilities; a scored row has no other null.
+            {"ignoreNullFields": "false"},
         )
         key_text, key_encoding = _bytes_as_text(F.col(KEY))
         value_text, value_encoding = _bytes_as_text(F.col(VALUE))
@@ -278,7 +319,6 @@ def to_kafka_records(
 
 
 def scoring_pipeline(
-    fields: Sequence[InputField],
     model: PipelineModel,
     info: ModelInfo,
     deployment: str,
@@ -291,7 +331,7 @@ def scoring_pipeline(
 
     def transform(df: DataFrame) -> DataFrame:
         return (
-            df.transform(parse_messages(fields, max_text_length, max_message_bytes))
+            df.transform(parse_messages(info.input_fields, max_text_length, max_message_bytes))
             .transform(score(model, info))
             .transform(to_kafka_records(deployment, info, target_topic, dead_letter_topic))
         )

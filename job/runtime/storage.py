@@ -8,6 +8,7 @@ no public API for it, so it is reached through the session's JVM.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -138,3 +139,50 @@ def delete(spark: SparkSession | None, uri: str, recursive: bool = False) -> boo
         return True
     fs, path = _hadoop(spark, uri)
     return bool(fs.exists(path) and fs.delete(path, recursive))
+
+
+def list_files(spark: SparkSession | None, uri: str) -> list[str]:
+    """Paths, relative to the folder at `uri` and '/'-separated, of every file under it (recursively), sorted."""
+    if is_local(uri):
+        root = local_path(uri)
+        return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+    fs, path = _hadoop(spark, uri)
+    base = str(fs.makeQualified(path).toUri().getPath()).rstrip("/")
+    found = []
+    files = fs.listFiles(path, True)
+    while files.hasNext():
+        file_path = str(files.next().getPath().toUri().getPath())
+        found.append(file_path[len(base) + 1 :])
+    return sorted(found)
+
+
+def sha256(spark: SparkSession | None, uri: str) -> str:
+    """The hex SHA-256 digest of one file's bytes (computed in the JVM for a Hadoop URI: no bytes cross py4j)."""
+    if is_local(uri):
+        digest = hashlib.sha256()
+        with local_path(uri).open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    fs, path = _hadoop(spark, uri)
+    stream = fs.open(path)
+    try:
+        return str(jvm(_session(spark, uri)).org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream))
+    finally:
+        stream.close()
+
+
+def copy_tree(spark: SparkSession | None, source: str, target: str) -> None:
+    """Copy the folder at `source` to `target` (which must not exist), byte for byte, across file systems."""
+    if is_local(source) and is_local(target):
+        shutil.copytree(local_path(source), local_path(target))
+        return
+    session = _session(spark, source if not is_local(source) else target)
+    conf = session.sparkContext._jsc.hadoopConfiguration()
+    hadoop = jvm(session).org.apache.hadoop.fs
+    source_path, target_path = hadoop.Path(source), hadoop.Path(target)
+    copied = hadoop.FileUtil.copy(
+        source_path.getFileSystem(conf), source_path, target_path.getFileSystem(conf), target_path, False, conf
+    )
+    if not copied:
+        raise OSError(f"copying {source} to {target} failed")

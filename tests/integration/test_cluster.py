@@ -58,7 +58,7 @@ def write_spec(path: Path, bootstrap: str, topics: dict[str, str], min_partition
 
 def expected_scores(spark: SparkSession, messages: list[Message]) -> dict[int, tuple[str, float, str, float]]:
     """id -> (text, prediction, label, probability of the prediction) from a batch transform of the shipped model."""
-    model = load_model(spark, str(SHIPPED_MODEL), available_columns=["id", "text"])
+    model = load_model(spark, str(SHIPPED_MODEL))
     last = model.pipeline.stages[-1]
     texts = {m.id: json.loads(m.value)["text"] for m in messages if m.value is not None}
     frame = spark.createDataFrame(sorted(texts.items()), "id int, text string")

@@ -24,7 +24,7 @@ from tests.paths import SHIPPED_MODEL
 
 @pytest.fixture(scope="module")
 def model(spark: SparkSession) -> LoadedModel:
-    return load_model(spark, str(SHIPPED_MODEL), available_columns=["id", "text"])
+    return load_model(spark, str(SHIPPED_MODEL))
 
 
 def make_spec(bootstrap: str, topics: dict[str, str], tmp_path: Path, **options: object) -> DeploymentSpec:

@@ -34,7 +34,7 @@ KILL_BATCH = 200
 
 @pytest.fixture(scope="module")
 def model(spark: SparkSession) -> LoadedModel:
-    return load_model(spark, str(SHIPPED_MODEL), available_columns=["id", "text"])
+    return load_model(spark, str(SHIPPED_MODEL))
 
 
 def spec_doc(bootstrap: str, topics: dict[str, str], tmp_path: Path, **options: Any) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 
 @pytest.fixture(scope="module")
 def model(spark: SparkSession) -> LoadedModel:
-    return load_model(spark, str(SHIPPED_MODEL), available_columns=["id", "text"])
+    return load_model(spark, str(SHIPPED_MODEL))
 
 
 def sasl_ssl(broker: LocalBroker, user: str, password: str, **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests: a tiny fitted Tokenizer -> HashingTF -> LogisticRegression pipeline."""
+"""Fixtures shared by the unit tests: a tiny fitted Tokenizer -> HashingTF -> LogisticRegression pipeline, and the
+pipeline shapes a data scientist brings (tests/pipelines.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import HashingTF, Tokenizer
 from pyspark.sql import SparkSession
+
+from tests import pipelines
 
 # A dozen labelled sentences that the tiny pipeline fits perfectly.
 TRAIN = [
@@ -36,3 +39,31 @@ def tiny_pipeline(spark: SparkSession) -> PipelineModel:
         ]
     )
     return pipeline.fit(train)
+
+
+# The pipeline shapes of issue 14 (tests/pipelines.py), fitted once per session when a test asks for one.
+
+
+@pytest.fixture(scope="session")
+def hashing_lr_model(spark: SparkSession) -> PipelineModel:
+    return pipelines.hashing_lr(spark)
+
+
+@pytest.fixture(scope="session")
+def indexed_model(spark: SparkSession) -> PipelineModel:
+    return pipelines.indexed_labels(spark)
+
+
+@pytest.fixture(scope="session")
+def ngram_model(spark: SparkSession) -> PipelineModel:
+    return pipelines.ngram_idf(spark)
+
+
+@pytest.fixture(scope="session")
+def three_class_model(spark: SparkSession) -> PipelineModel:
+    return pipelines.three_class(spark)
+
+
+@pytest.fixture(scope="session")
+def stars_model(spark: SparkSession) -> PipelineModel:
+    return pipelines.with_stars(spark)

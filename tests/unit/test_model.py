@@ -26,7 +26,6 @@ from tests.paths import SHIPPED_MODEL
 from tests.pipelines import classifier
 
 INPUT = [(1, "love this great day"), (2, "hate this sad day"), (3, "so happy"), (4, "awful and boring")]
-AVAILABLE = ["id", "text"]
 
 
 def metadata_doc(**overrides: Any) -> dict[str, Any]:
@@ -83,7 +82,7 @@ def test_load_model_returns_pipeline_metadata_and_location(
 ) -> None:
     location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
 
-    model = load_model(spark, location, AVAILABLE)
+    model = load_model(spark, location)
 
     assert isinstance(model, LoadedModel)
     assert model.location == location
@@ -98,7 +97,7 @@ def test_load_model_accepts_a_file_uri_as_given(
     location = tmp_path.joinpath("m").as_uri()  # file:///...
     save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
 
-    model = load_model(spark, location, AVAILABLE)
+    model = load_model(spark, location)
 
     assert model.location == location
     assert model.metadata.version == "0123456789ab"
@@ -145,6 +144,24 @@ def test_metadata_round_trip_through_a_file(spark: SparkSession, tmp_path: Path)
             json.dumps(metadata_doc(input_schema=[{"name": "a", "type": "string"}, {"name": "a", "type": "long"}])),
             "field 'input_schema' names a column twice",
         ),
+        (
+            json.dumps(metadata_doc(input_schema=[{"name": "text", "type": "string"}])),
+            "field 'input_schema' has no 'id' field; every message needs one, as it keys the output record",
+        ),
+        (
+            json.dumps(
+                metadata_doc(input_schema=[{"name": "id", "type": "double"}, {"name": "text", "type": "string"}])
+            ),
+            "field 'input_schema' gives 'id' the type 'double'; the record key must be one of ['integer', 'long', 'string']",
+        ),
+        (
+            json.dumps(metadata_doc(output_columns={"prediction": 3})),
+            "field 'output_columns' must be an object with keys among ['prediction', 'probability', 'predicted_label', 'raw_prediction']",
+        ),
+        (
+            json.dumps(metadata_doc(output_columns={"score": "prediction"})),
+            "field 'output_columns' must be an object with keys among",
+        ),
     ],
 )
 def test_metadata_refuses_bad_documents_naming_the_field(text: str, message: str) -> None:
@@ -190,7 +207,7 @@ SMOKE = [
 
 
 def test_shipped_model_loads_and_labels_clear_tweets(spark: SparkSession) -> None:
-    model = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+    model = load_model(spark, str(SHIPPED_MODEL))
 
     assert model.metadata.name == "Sentiment Prediction"
     assert model.metadata.label_values == ("NEGATIVE", "POSITIVE")
@@ -239,14 +256,14 @@ def test_shipped_model_labels_every_demo_tweet_right(spark: SparkSession) -> Non
 def test_refuses_missing_folder(spark: SparkSession, tmp_path: Path) -> None:
     location = str(tmp_path / "no-such-model")
     with pytest.raises(ModelError, match=r"model location .*no-such-model: no such folder"):
-        load_model(spark, location, AVAILABLE)
+        load_model(spark, location)
 
 
 def test_refuses_a_file(spark: SparkSession, tmp_path: Path) -> None:
     path = tmp_path / "model.zip"
     path.write_bytes(b"PK")
     with pytest.raises(ModelError, match=r"model\.zip: is a file, expected a folder"):
-        load_model(spark, str(path), AVAILABLE)
+        load_model(spark, str(path))
 
 
 def test_refuses_folder_that_is_not_a_spark_model(spark: SparkSession, tmp_path: Path) -> None:
@@ -255,7 +272,7 @@ def test_refuses_folder_that_is_not_a_spark_model(spark: SparkSession, tmp_path:
     (folder / "model.pkl").write_bytes(b"\x80\x04")
     (folder / "model.json").write_text(json.dumps(metadata_doc()), encoding="utf-8")
     with pytest.raises(ModelError) as error:
-        load_model(spark, str(folder), AVAILABLE)
+        load_model(spark, str(folder))
     assert str(error.value) == (
         f"model location {folder}: not a saved Spark ML PipelineModel (no readable metadata/ folder; "
         "found ['model.json', 'model.pkl'])"
@@ -269,7 +286,7 @@ def test_refuses_a_single_saved_logistic_regression_model(
     classifier(tiny_pipeline).write().save(str(folder))
     (folder / "model.json").write_text(json.dumps(metadata_doc()), encoding="utf-8")
     with pytest.raises(ModelError) as error:
-        load_model(spark, str(folder), AVAILABLE)
+        load_model(spark, str(folder))
     assert (
         f"model location {folder}: holds a saved org.apache.spark.ml.classification.LogisticRegressionModel, "
         "not a PipelineModel (org.apache.spark.ml.PipelineModel)"
@@ -279,7 +296,7 @@ def test_refuses_a_single_saved_logistic_regression_model(
 def test_refuses_pipeline_without_model_json(spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path) -> None:
     location = save_model(tiny_pipeline, tmp_path / "m")
     with pytest.raises(ModelError, match=rf"model location {location}: no model\.json"):
-        load_model(spark, location, AVAILABLE)
+        load_model(spark, location)
 
 
 def test_refuses_invalid_model_json_naming_the_file(
@@ -289,20 +306,8 @@ def test_refuses_invalid_model_json_naming_the_file(
     del doc["label_values"]
     location = save_model(tiny_pipeline, tmp_path / "m", doc)
     with pytest.raises(ModelError) as error:
-        load_model(spark, location, AVAILABLE)
+        load_model(spark, location)
     assert str(error.value) == f"{location}/model.json: field 'label_values' is missing"
-
-
-def test_refuses_model_reading_a_column_the_input_lacks(
-    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
-) -> None:
-    location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
-    with pytest.raises(ModelError) as error:
-        load_model(spark, location, ["id", "body"])
-    assert str(error.value) == (
-        f"model location {location}: the pipeline reads column 'text', which the job's input does not "
-        "provide (the spec parses ['id', 'body'])"
-    )
 
 
 def test_refuses_model_json_not_declaring_the_pipeline_input(
@@ -311,10 +316,10 @@ def test_refuses_model_json_not_declaring_the_pipeline_input(
     doc = metadata_doc(input_schema=[{"name": "id", "type": "integer"}, {"name": "body", "type": "string"}])
     location = save_model(tiny_pipeline, tmp_path / "m", doc)
     with pytest.raises(ModelError) as error:
-        load_model(spark, location, ["id", "body", "text"])
+        load_model(spark, location)
     assert str(error.value) == (
-        f"model location {location}: the pipeline reads column 'text', which the input_schema of model.json "
-        "does not declare (it declares ['id', 'body'])"
+        f"model location {location}: the pipeline reads column 'text' (stage 0 (Tokenizer)), which the "
+        "input_schema of model.json does not declare (it declares ['id', 'body'])"
     )
 
 
@@ -323,7 +328,7 @@ def test_refuses_label_values_not_matching_the_classes(
 ) -> None:
     location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc(label_values=["NEG", "NEUTRAL", "POS"]))
     with pytest.raises(ModelError) as error:
-        load_model(spark, location, AVAILABLE)
+        load_model(spark, location)
     assert str(error.value) == (
         f"model location {location}: model.json lists 3 label_values ['NEG', 'NEUTRAL', 'POS'] "
         "but the classifier predicts 2 classes"
@@ -333,7 +338,7 @@ def test_refuses_label_values_not_matching_the_classes(
 def test_loaded_model_has_dense_coefficients_and_bit_identical_scores(spark: SparkSession) -> None:
     from tests.integration.messages import GOOD_TEXTS
 
-    loaded = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+    loaded = load_model(spark, str(SHIPPED_MODEL))
     as_saved = PipelineModel.load(str(SHIPPED_MODEL))
     assert classifier(loaded.pipeline).coefficients.toArray().tolist() == (
         classifier(as_saved).coefficients.toArray().tolist()
@@ -349,3 +354,95 @@ def test_loaded_model_has_dense_coefficients_and_bit_identical_scores(spark: Spa
 
     assert scores(loaded.pipeline) == scores(as_saved)  # exact equality, not approximate
     assert classifier(loaded.pipeline).getThreshold() == classifier(as_saved).getThreshold()
+
+
+# --- model.json against the pipeline (issue 14) ----------------------------------------------------------
+
+
+def indexed_doc(indexed_model: PipelineModel, **overrides: Any) -> dict[str, Any]:
+    labels = list(indexed_model.stages[0].labels)  # type: ignore[attr-defined]
+    return metadata_doc(**{"label_column": "sentiment", "label_values": labels, **overrides})
+
+
+def test_a_pipeline_with_its_own_labels_loads_with_them(
+    spark: SparkSession, indexed_model: PipelineModel, tmp_path: Path
+) -> None:
+    doc = indexed_doc(indexed_model, output_columns={"prediction": "prediction", "predicted_label": "predictedLabel"})
+    model = load_model(spark, save_model(indexed_model, tmp_path / "m", doc))
+    assert model.label_values == tuple(doc["label_values"])
+    assert model.predicted_label_column == "predictedLabel"
+    assert (model.prediction_column, model.probability_column) == ("prediction", "probability")
+    assert model.input_fields == (("id", "integer"), ("text", "string"))
+    assert (model.name, model.version) == ("Sentiment Prediction", "0123456789ab")
+
+
+def test_refuses_label_values_other_than_the_pipelines_own(
+    spark: SparkSession, indexed_model: PipelineModel, tmp_path: Path
+) -> None:
+    labels = list(indexed_model.stages[0].labels)  # type: ignore[attr-defined]
+    location = save_model(indexed_model, tmp_path / "m", indexed_doc(indexed_model, label_values=labels[::-1]))
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location)
+    assert str(error.value) == (
+        f"model location {location}: model.json lists label_values {labels[::-1]} but the pipeline's own labels "
+        f"(the labels of the IndexToString stage (predictedLabel)) are {labels}"
+    )
+
+
+def test_refuses_output_columns_other_than_the_pipelines(
+    spark: SparkSession, indexed_model: PipelineModel, tmp_path: Path
+) -> None:
+    doc = indexed_doc(indexed_model, output_columns={"predicted_label": "label_text"})
+    location = save_model(indexed_model, tmp_path / "m", doc)
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location)
+    assert str(error.value) == (
+        f"model location {location}: model.json gives output_columns.predicted_label 'label_text' but the "
+        "pipeline's is 'predictedLabel'"
+    )
+
+
+def test_refuses_a_label_column_the_classifier_did_not_learn_from(
+    spark: SparkSession, indexed_model: PipelineModel, tmp_path: Path
+) -> None:
+    location = save_model(indexed_model, tmp_path / "m", indexed_doc(indexed_model, label_column="mood"))
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location)
+    assert str(error.value) == (
+        f"model location {location}: the metadata names the label column 'mood', but the classifier learnt from "
+        "'sentiment' (indexed into 'label')"
+    )
+
+
+def _rename_stage_class(location: Path, stage_prefix: str, java_class: str) -> str:
+    [stage] = [p for p in (location / "stages").iterdir() if p.name.startswith(stage_prefix)]
+    [part] = [p for p in (stage / "metadata").iterdir() if p.name.startswith("part-")]
+    doc = json.loads(part.read_text(encoding="utf-8"))
+    doc["class"] = java_class
+    part.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    for crc in (stage / "metadata").glob(".*.crc"):
+        crc.unlink()  # Hadoop would otherwise refuse the edited file as corrupt
+    return stage.name
+
+
+@pytest.mark.parametrize(
+    ("java_class", "reason"),
+    [
+        (
+            "org.apache.spark.ml.feature.SentencePieceTokenizer",
+            "neither Spark 4.2.0 nor Python knows that class (a stage of another Spark version, or one whose jar "
+            "and Python package are not installed)",
+        ),
+        ("pyspark.ml.feature.Tokenizer", "the JVM has no such class: add the jar that holds it (spark-submit --jars)"),
+    ],
+)
+def test_refuses_a_stage_this_spark_cannot_load_naming_it(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path, java_class: str, reason: str
+) -> None:
+    location = save_model(tiny_pipeline, tmp_path / "m", metadata_doc())
+    folder = _rename_stage_class(tmp_path / "m", "0_", java_class)
+    with pytest.raises(ModelError) as error:
+        load_model(spark, location)
+    assert str(error.value) == (
+        f"model location {location}: stage {folder} is a {java_class}, which this Spark cannot load: {reason}"
+    )

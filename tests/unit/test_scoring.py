@@ -19,7 +19,9 @@ from job.runtime.scoring import InputField, ModelInfo
 from tests.pipelines import classifier
 
 FIELDS = [InputField("id", "integer"), InputField("text", "string")]
-INFO = ModelInfo(name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"))
+INFO = ModelInfo(
+    name="Sentiment Prediction", version="abc123", label_values=("NEGATIVE", "POSITIVE"), input_fields=tuple(FIELDS)
+)
 KAFKA_SCHEMA = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 T0 = datetime(2026, 11, 27, 10, 0, 0)
 
@@ -136,7 +138,7 @@ def test_probability_is_the_predicted_labels_own_even_below_one_half(
 
 
 def test_label_mapping_follows_the_model_metadata(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
-    flipped = ModelInfo("m", "v", ("POSITIVE", "NEGATIVE"))  # a model whose index 0 means POSITIVE
+    flipped = ModelInfo("m", "v", ("POSITIVE", "NEGATIVE"), tuple(FIELDS))  # a model whose index 0 means POSITIVE
     df = kafka_rows(spark, [msg({"id": 1, "text": "i love this great day"})]).transform(
         scoring.parse_messages(FIELDS, 100, 1000)
     )
@@ -156,7 +158,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
     ]
     df = spark.createDataFrame(rows, KAFKA_SCHEMA)
     records = df.transform(
-        scoring.scoring_pipeline(FIELDS, tiny_pipeline, INFO, "dep-1", "scored", "scored.dlq", 100, 1000)
+        scoring.scoring_pipeline(tiny_pipeline, INFO, "dep-1", "scored", "scored.dlq", 100, 1000)
     ).collect()
     assert [(r.topic, r.key) for r in records] == [
         ("scored", bytearray(b"7")),
@@ -230,7 +232,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
 
 def test_the_transforms_add_no_python_udf(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
     df = kafka_rows(spark, [msg({"id": 1, "text": "x"})]).transform(
-        scoring.scoring_pipeline(FIELDS, tiny_pipeline, INFO, "d", "o", "o.dlq", 100, 1000)
+        scoring.scoring_pipeline(tiny_pipeline, INFO, "d", "o", "o.dlq", 100, 1000)
     )
     plan = df._jdf.queryExecution().executedPlan().toString()
     assert "BatchEvalPython" not in plan and "ArrowEvalPython" not in plan
@@ -241,3 +243,113 @@ def test_the_json_value_is_parsed_once_per_row(spark: SparkSession) -> None:
     parsed = kafka_rows(spark, [msg({"id": 1, "text": "x"})]).transform(scoring.parse_messages(FIELDS, 100, 1000))
     plan = parsed._jdf.queryExecution().optimizedPlan().toString()
     assert plan.count("VariantExpressionEvalUtils.parseJson(") == 1, plan
+
+
+# --- any model's input fields and labels (issue 14) ------------------------------------------------------
+
+
+def test_parse_takes_each_type_a_model_input_may_have(spark: SparkSession) -> None:
+    fields = [
+        InputField("id", "long"),
+        InputField("stars", "double"),
+        InputField("ratio", "float"),
+        InputField("verified", "boolean"),
+        InputField("note", "string"),
+    ]
+    values: list[bytes | None] = [
+        msg({"id": 2**40, "stars": 4.5, "ratio": 0.25, "verified": True, "note": ""}),  # no `text`: no text checks
+        msg({"id": 1, "stars": 4, "ratio": 1, "verified": False, "note": "x"}),  # integers are numbers
+        b'{"id": 2, "stars": 1e300, "ratio": 0.5, "verified": true, "note": "y"}',  # beyond decimal: a double
+        msg({"id": 3, "stars": "4.5", "ratio": 0.5, "verified": True, "note": "x"}),
+        msg({"id": 4, "stars": 4.5, "ratio": 0.5, "verified": "yes", "note": "x"}),
+        msg({"id": 5.5, "stars": 4.5, "ratio": 0.5, "verified": True, "note": "x"}),
+        msg({"id": 6, "stars": 4.5, "ratio": 0.5, "verified": True}),
+    ]
+    parsed = kafka_rows(spark, values).transform(scoring.parse_messages(fields, 5, 1000))
+    actual = parsed.select(
+        "offset", "id", "stars", "ratio", "verified", "note", scoring.ERROR_CODE, scoring.ERROR_REASON
+    )
+    expected = spark.createDataFrame(
+        [
+            (0, 2**40, 4.5, 0.25, True, "", None, None),
+            (1, 1, 4.0, 1.0, False, "x", None, None),
+            (2, 2, 1e300, 0.5, True, "y", None, None),
+            (3, None, None, None, None, None, "WRONG_TYPE", "field 'stars' must be a number, found string"),
+            (4, None, None, None, None, None, "WRONG_TYPE", "field 'verified' must be true or false, found string"),
+            (5, None, None, None, None, None, "WRONG_TYPE", "field 'id' must be an integer, found decimal(2,1)"),
+            (6, None, None, None, None, None, "MISSING_FIELD", "field 'note' is missing"),
+        ],
+        f"offset long, id long, stars double, ratio float, verified boolean, note string, {scoring.ERROR_CODE} string, "
+        f"{scoring.ERROR_REASON} string",
+    )
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def info_for(fields: Sequence[InputField], labels: Sequence[str], **kwargs: object) -> ModelInfo:
+    return ModelInfo("m", "v1", tuple(labels), tuple(fields), **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_pipelines_own_label_column_is_used_as_it_is(spark: SparkSession, indexed_model: PipelineModel) -> None:
+    labels = tuple(indexed_model.stages[0].labels)  # type: ignore[attr-defined]
+    # Labels given in the wrong order on purpose: the record must carry the pipeline's own column.
+    info = info_for(FIELDS, labels[::-1], predicted_label_column="predictedLabel")
+    texts = ["i love this great day", "i hate this awful day"]
+    rows = (
+        kafka_rows(spark, [msg({"id": i, "text": t}) for i, t in enumerate(texts)])
+        .transform(scoring.parse_messages(FIELDS, 100, 1000))
+        .transform(scoring.score(indexed_model, info))
+        .orderBy("id")
+        .collect()
+    )
+    direct = indexed_model.transform(spark.createDataFrame(list(enumerate(texts)), "id int, text string"))
+    expected = [(r.prediction, r.predictedLabel) for r in direct.orderBy("id").collect()]
+    assert [(r[scoring.PREDICTION], r[scoring.PREDICTED_LABEL]) for r in rows] == expected
+    assert [label for _, label in expected] == ["POSITIVE", "NEGATIVE"]
+
+
+def test_records_carry_every_input_field_and_a_null_probability_without_one(spark: SparkSession) -> None:
+    from pyspark.ml.classification import LinearSVC
+    from pyspark.ml.feature import VectorAssembler
+
+    train = spark.createDataFrame([(1.0, 1.0), (2.0, 1.0), (-1.0, 0.0), (-2.0, 0.0)], "stars double, label double")
+    assembler = VectorAssembler(inputCols=["stars"], outputCol="features")
+    svm = PipelineModel([assembler, LinearSVC(maxIter=10).fit(assembler.transform(train))])
+    fields = [InputField("stars", "double"), InputField("id", "string"), InputField("verified", "boolean")]
+    info = info_for(fields, ("LOW", "HIGH"), probability_column=None)
+    [record] = (
+        kafka_rows(spark, [msg({"verified": True, "id": "a-1", "stars": 1.5})])
+        .transform(scoring.scoring_pipeline(svm, info, "d", "out", "out.dlq", 100, 1000))
+        .collect()
+    )
+    assert record.key == bytearray(b"a-1")
+    value = json.loads(record.value)
+    # `id` first, then the other fields in the model's order, then what the model said.
+    assert list(value)[:7] == ["id", "stars", "verified", "prediction", "predictedLabel", "probability", "modelName"]
+    assert {k: value[k] for k in list(value)[:6]} == {
+        "id": "a-1",
+        "stars": 1.5,
+        "verified": True,
+        "prediction": 1.0,
+        "predictedLabel": "HIGH",
+        "probability": None,
+    }
+
+
+def test_invalid_rows_are_scored_on_a_value_the_indexer_knows(spark: SparkSession) -> None:
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
+
+    train = spark.createDataFrame([("fr", 1.0), ("de", 0.0), ("fr", 1.0)], "country string, label double")
+    indexer = StringIndexer(inputCol="country", outputCol="ix").fit(train)  # handleInvalid='error'
+    assembler = VectorAssembler(inputCols=["ix"], outputCol="features")
+    lr = LogisticRegression(maxIter=5).fit(assembler.transform(indexer.transform(train)))
+    pipeline = PipelineModel([indexer, assembler, lr])
+    fields = [InputField("id", "integer"), InputField("country", "string")]
+    batch = kafka_rows(spark, [msg({"id": 1, "country": "de"}), b"not json"])
+    knows = info_for(fields, ("A", "B"), fillers=(("country", "fr"),))
+    records = batch.transform(scoring.scoring_pipeline(pipeline, knows, "d", "out", "out.dlq", 100, 1000)).collect()
+    assert [r.topic for r in records] == ["out", "out.dlq"]
+    # The same batch fed an empty string for the invalid row fails: the filler is what keeps the stream going.
+    blind = info_for(fields, ("A", "B"))
+    with pytest.raises(Exception, match="Unseen label"):
+        batch.transform(scoring.scoring_pipeline(pipeline, blind, "d", "out", "out.dlq", 100, 1000)).collect()

@@ -379,7 +379,7 @@ def test_train_end_to_end_writes_a_loadable_model(
     assert f"version {doc['version']}" in out
     assert "TweetEval validation: balanced accuracy 1.0000, accuracy 1.0000, ROC AUC 1.0000" in out
 
-    model = load_model(spark, str(output), ["id", "text"])
+    model = load_model(spark, str(output))
     assert model.metadata.version == doc["version"]
     assert classifier(model.pipeline).getThreshold() == hp["threshold"]
     texts = spark.createDataFrame([(1, "I LOVE the weather"), (2, "so sad, my phone")], "id int, text string")
@@ -422,7 +422,7 @@ def test_class_weights_are_needed_only_for_training(spark: SparkSession, data: d
     output = tmp_path / "weighted"
     assert train.main(argv(data, output, "--positive-weight", "2.5", "--threshold", "0.5"), spark=spark) == 0
 
-    model = load_model(spark, str(output), ["id", "text"])
+    model = load_model(spark, str(output))
     hp = model.metadata.raw["hyperparameters"]
     assert (hp["positive_weight"], hp["threshold"], hp["threshold_tuned"]) == (2.5, 0.5, False)
     texts = spark.createDataFrame([(1, "wonderful day"), (2, "horrible day")], "id int, text string")

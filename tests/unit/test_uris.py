@@ -8,6 +8,7 @@ written under the current folder (`viewfs:/mt/...`) or failed.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from job.runtime import storage
 from job.runtime.deploy import describe
 from job.runtime.main import build_parser, overrides
 from job.runtime.model import load_model
+from job.runtime.publish import PublishRequest, publish
 from job.runtime.query import start_query
 from job.runtime.spec import load_locations, load_spec, parse_spec
 from job.runtime.status import StateStore
@@ -147,7 +149,7 @@ def viewfs(spark: SparkSession, tmp_path: Path) -> Iterator[MountedFs]:
 def test_model_status_stop_marker_and_delete_go_through_hadoop_with_the_uri_untouched(
     spark: SparkSession, viewfs: MountedFs
 ) -> None:
-    model = load_model(spark, viewfs.uri("/models/sentiment-prediction"), available_columns=["id", "text"])
+    model = load_model(spark, viewfs.uri("/models/sentiment-prediction"))
     assert (model.metadata.name, model.location) == ("Sentiment Prediction", viewfs.uri("/models/sentiment-prediction"))
 
     store = StateStore(viewfs.uri("/store/deployment"), spark)
@@ -170,7 +172,7 @@ def test_model_status_stop_marker_and_delete_go_through_hadoop_with_the_uri_unto
 
 
 def test_the_query_gets_the_checkpoint_uri_verbatim(spark: SparkSession, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = load_model(spark, str(SHIPPED_MODEL), available_columns=["id", "text"])
+    model = load_model(spark, str(SHIPPED_MODEL))
     given: list[tuple[str, str]] = []
     option = DataStreamWriter.option
 
@@ -192,7 +194,7 @@ def test_the_query_gets_the_checkpoint_uri_verbatim(spark: SparkSession, monkeyp
 def test_a_started_query_keeps_its_checkpoint_where_the_uri_points(spark: SparkSession, viewfs: MountedFs) -> None:
     spec = parse_spec(uris_spec(model={"location": viewfs.uri("/models/sentiment-prediction")},
                                     checkpoint_location=viewfs.uri("/store/checkpoint")))  # fmt: skip
-    model = load_model(spark, spec.model_location, available_columns=["id", "text"])
+    model = load_model(spark, spec.model_location)
     query = start_query(spark, spec, model)
     try:
         # Spark writes the checkpoint's metadata before start() returns, through the URI's file system; the
@@ -203,3 +205,28 @@ def test_a_started_query_keeps_its_checkpoint_where_the_uri_points(spark: SparkS
         query.stop()
     assert resolved == viewfs.uri("/store/checkpoint")
     assert written in (["commits", "metadata", "offsets"], ["commits", "metadata", "offsets", "sources"])
+
+
+def test_publishing_goes_through_hadoop_and_gives_the_version_a_local_publish_gives(
+    spark: SparkSession, viewfs: MountedFs, tmp_path: Path
+) -> None:
+    local = publish(spark, PublishRequest(str(SHIPPED_MODEL), output=str(tmp_path / "local")))
+    output = viewfs.uri("/store/published")
+    remote = publish(spark, PublishRequest(viewfs.uri("/models/sentiment-prediction"), output=output))
+    # Listed, digested (in the JVM), copied and written through Hadoop: the same bytes, so the same version.
+    assert remote.model.version == local.model.version
+    assert remote.model.location == output
+    copied = sorted(
+        p.relative_to(viewfs.store / "published").as_posix()
+        for p in (viewfs.store / "published").rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+    assert copied == [
+        f for f in storage.list_files(spark, str(SHIPPED_MODEL)) if not f.rsplit("/", 1)[-1].startswith(".")
+    ]
+    assert storage.list_files(spark, output) == copied  # Hadoop hides its .crc files
+    assert (
+        storage.sha256(spark, output + "/model.json")
+        == hashlib.sha256((viewfs.store / "published" / "model.json").read_bytes()).hexdigest()
+    )
+    assert not (PROJECT_ROOT / "viewfs:").exists()
