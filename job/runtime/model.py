@@ -222,6 +222,32 @@ def label_for_prediction(label_values: Sequence[str]) -> Callable[[Column], Colu
     return to_label
 
 
+def decision_threshold(classifier: Any) -> float | None:
+    """For a binary classifier, the probability of label index 1 above which it predicts index 1; else None.
+
+    Spark's probabilistic classifiers predict argmax(p_i / t_i) with `thresholds` [t0, t1], i.e. index 1
+    when p1 > t1 / (t0 + t1); LogisticRegression's `threshold` t means p1 > t; with neither, argmax: 0.5.
+    So with a threshold other than 0.5, the probability of the predicted label can be under 0.5.
+    Multi-class models decide by argmax(p_i / t_i) with no single threshold: None. So does a classifier
+    without probabilities (LinearSVC's `threshold` is on its raw margin, not on a probability).
+    """
+    if int(getattr(classifier, "numClasses", 2)) != 2 or not classifier.hasParam("probabilityCol"):
+        return None
+
+    def set_value(name: str) -> Any:
+        if classifier.hasParam(name) and classifier.isSet(classifier.getParam(name)):
+            return classifier.getOrDefault(name)
+        return None
+
+    thresholds = set_value("thresholds")
+    if thresholds is not None:
+        low, high = (float(t) for t in thresholds)
+        return high / (low + high)
+    if classifier.hasParam("threshold"):
+        return float(classifier.getOrDefault("threshold"))
+    return 0.5
+
+
 def _saved_class(spark: SparkSession, location: str) -> str | None:
     """The class name Spark ML recorded in `<location>/metadata`, or None when there is none."""
     metadata_dir = storage.join(location, "metadata")

@@ -507,7 +507,7 @@ def flags_of(args: argparse.Namespace) -> Declared:
 def _with_session(run: Callable[[SparkSession], int]) -> int:
     """Run `run(spark)` in the session already active in this process (a notebook, a test), else a small local one."""
     active = SparkSession.getActiveSession()
-    spark = active or local_session("job model", cores=1)
+    spark = active or local_session("job model", master="local[1]")
     try:
         return run(spark)
     finally:

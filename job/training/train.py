@@ -433,7 +433,7 @@ def read_validation(spark: SparkSession, paths: DataPaths) -> DataFrame:
 def load_baseline(spark: SparkSession, location: str) -> LoadedModel:
     """A previously trained model to compare with: loaded and checked as the job would, same labels as ours."""
     try:
-        baseline = load_model(spark, location, [ID, TEXT])
+        baseline = load_model(spark, location)
     except ModelError as exc:
         raise TrainingError(f"baseline model: {exc}") from None
     if baseline.metadata.label_values != LABEL_VALUES:

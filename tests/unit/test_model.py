@@ -236,7 +236,7 @@ DEMO_EXPECTED = ["POSITIVE"] * 12 + ["NEGATIVE"] * 12
 
 def test_shipped_model_labels_every_demo_tweet_right(spark: SparkSession) -> None:
     assert len(DEMO_TWEETS) == len(DEMO_EXPECTED)
-    model = load_model(spark, str(SHIPPED_MODEL), AVAILABLE)
+    model = load_model(spark, str(SHIPPED_MODEL))
     df = spark.createDataFrame(
         [(i, text, expected) for i, (text, expected) in enumerate(zip(DEMO_TWEETS, DEMO_EXPECTED, strict=True))],
         "id int, text string, expected string",

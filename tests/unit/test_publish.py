@@ -138,7 +138,9 @@ def test_a_wml_field_of_a_type_the_job_cannot_parse_is_left_out_when_the_pipelin
 
 def test_the_shipped_model_passes_the_full_check_unchanged(spark: SparkSession) -> None:
     model = load_serving_model(spark, str(SHIPPED_MODEL))
-    assert (model.name, model.version) == ("Sentiment Prediction", "2161919f57b4")
+    shipped = json.loads((SHIPPED_MODEL / "model.json").read_text(encoding="utf-8"))
+    assert (model.name, model.version) == ("Sentiment Prediction", shipped["version"])
+    assert len(shipped["version"]) == 12
     assert model.predicted_label_column is None
 
 
