@@ -407,9 +407,13 @@ def to_kafka_records(
     """Shape each row as a Kafka record (topic, key, value) for the output or the dead-letter topic."""
 
     def transform(df: DataFrame) -> DataFrame:
-        # Formatted here (the same text to_json writes) so that no per-batch timestamp literal reaches the
-        # generated code; the benchmark still counts ~2 compilations per micro-batch, so it was not the only cause.
-        now = F.date_format(F.current_timestamp(), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
+        # now(), not current_timestamp(): in a stream, MicroBatchExecution swaps current_timestamp() for the
+        # batch's timestamp only after the optimizer ran (IncrementalExecution.optimizedPlan), so date_format
+        # is not folded and the timestamp is written into the generated Java as a long literal: new source,
+        # two Janino compilations (driver and executor class loaders) every micro-batch. now() is left to the
+        # optimizer's ComputeCurrentTime (the time the batch is planned), date_format folds to a string
+        # literal, and generated code references string literals instead of inlining them.
+        now = F.date_format(F.now(), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
         # `id` first, then the model's other input fields in schema order, then what the model said.
         fields = [ID_FIELD, *[f.name for f in info.input_fields if f.name != ID_FIELD]]
         scored_value = F.to_json(

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from job.runtime import scoring
+from job.runtime import scoring, storage
 from job.runtime.model import decision_threshold
 from job.runtime.scoring import InputField, ModelInfo
 from tests.pipelines import classifier
@@ -741,3 +742,46 @@ def test_dead_letters_are_bounded_prefix_length_and_digest(spark: SparkSession, 
     ]
     worst = len(out[4][0]) + len(out[4][1])
     assert 12 * keep < worst <= scoring.DEAD_LETTER_MAX_RECORD_BYTES + len("d")
+
+
+def _compilations(spark: SparkSession) -> int:
+    metrics = storage.jvm(spark).org.apache.spark.metrics.source.CodegenMetrics
+    return int(metrics.METRIC_COMPILATION_TIME().getCount())
+
+
+def test_a_stream_compiles_no_code_after_its_first_micro_batch(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    # Every micro-batch plans the query again; any per-batch value written into the generated Java (the
+    # batch timestamp did that through current_timestamp()) makes new source, which Janino compiles again,
+    # twice in local mode (the driver's and the task's class loaders are both in the code cache's key). Count
+    # the compilations of a second batch, which must all be cache hits.
+    source = tmp_path / "in"
+    source.mkdir()
+
+    def add_file(n: int, offset: int) -> None:
+        rows = [(b"k", msg({"id": offset, "text": f"i love this great day {n}"}), "tweets", 0, offset, T0)]
+        spark.createDataFrame(rows, KAFKA_SCHEMA).write.parquet(str(source / f"batch-{n}"))
+
+    add_file(1, 0)
+    stream = spark.readStream.schema(KAFKA_SCHEMA).option("recursiveFileLookup", "true").parquet(str(source))
+    records = stream.transform(
+        scoring.scoring_pipeline(tiny_pipeline, info_of(tiny_pipeline), "dep-1", "scored", "scored.dlq", 100, 1000)
+    )
+    seen: list[list[bytes]] = []
+    query = (
+        records.writeStream.foreachBatch(lambda df, _id: seen.append([bytes(r.value) for r in df.collect()]))
+        .option("checkpointLocation", str(tmp_path / "cp"))
+        .start()
+    )
+    try:
+        query.processAllAvailable()
+        before = _compilations(spark)
+        add_file(2, 1)
+        query.processAllAvailable()
+        after = _compilations(spark)
+        assert query.exception() is None
+    finally:
+        query.stop()
+    assert [[json.loads(v)["id"] for v in batch] for batch in seen] == [[0], [1]]
+    assert after - before == 0
