@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs the stream-deployment job with spark-submit from the pinned pyspark, plus the matching Kafka connector.
 #
-#   ./spark-submit.sh [spark-submit options...] run|validate --spec FILE [--spec FILE] [job options...]
+#   ./spark-submit.sh [spark-submit options...] run|validate|skip --spec FILE [--spec FILE] [job options...]
 #   ./spark-submit.sh --master spark://host:7077 --conf spark.executor.memory=2g run --spec config/local.yaml
 #
-# Everything before the job command (run, validate) goes to spark-submit unchanged; everything from it on goes
+# Everything before the job command (run, validate, skip) goes to spark-submit unchanged; everything from it on goes
 # to the job (`job/runtime/main.py`). A literal `--` may also separate the two.
 set -euo pipefail
 # A SIGTERM or Ctrl-C before the job is launched (below) ends this script there, with nothing started.
@@ -33,7 +33,7 @@ for arg in "$@"; do
     job_args+=("$arg")
   elif [[ "$arg" == "--" ]]; then
     seen_command="yes"
-  elif [[ "$arg" == "run" || "$arg" == "validate" ]]; then
+  elif [[ "$arg" == "run" || "$arg" == "validate" || "$arg" == "skip" ]]; then
     seen_command="yes"
     job_args+=("$arg")
   else
@@ -41,7 +41,7 @@ for arg in "$@"; do
   fi
 done
 if [[ ${#job_args[@]} -eq 0 ]]; then
-  echo "usage: $0 [spark-submit options...] run|validate --spec FILE [job options...]" >&2
+  echo "usage: $0 [spark-submit options...] run|validate|skip --spec FILE [job options...]" >&2
   exit 2
 fi
 

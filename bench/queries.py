@@ -56,6 +56,7 @@ def constant_scores(info: scoring.ModelInfo) -> Callable[[DataFrame], DataFrame]
             F.lit(0.0).alias(scoring.PREDICTION),
             F.lit(info.label_values[0]).alias(scoring.PREDICTED_LABEL),
             F.lit(0.5).alias(scoring.PROBABILITY),
+            F.lit(0.5).alias(scoring.THRESHOLD),
         )
 
     return transform

@@ -7,9 +7,46 @@ goes to a file the line points at.
 
 from __future__ import annotations
 
+import re
 import traceback
+from dataclasses import dataclass
 
 MAX_REASON = 500
+
+# Spark's Kafka source converts every record's timestamp while reading (KafkaRecordToRowConverter), and a
+# timestamp outside what a microsecond TimestampType holds fails the query: KAFKA_MALFORMED_RECORD_TIMESTAMP.
+_UNREADABLE_TIMESTAMP = re.compile(
+    r"Record at topic (?P<topic>\S+) partition (?P<partition>\d+) offset (?P<offset>\d+) "
+    r"has timestamp value (?P<timestamp>-?\d+) that overflows"
+)
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """A record Spark's Kafka source cannot read: the query fails on it, on every restart."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+def unreadable_record(error: str) -> UnreadableRecord | None:
+    """The record named by a query failure of Spark's Kafka source on a timestamp, if that is the failure."""
+    found = _UNREADABLE_TIMESTAMP.search(error)
+    if found is None:
+        return None
+    return UnreadableRecord(found["topic"], int(found["partition"]), int(found["offset"]), int(found["timestamp"]))
+
+
+def skip_advice(record: UnreadableRecord) -> str:
+    """The status reason for a query that failed on a record it cannot read: which one, and what to do."""
+    return (
+        f"Spark's Kafka source cannot read offset {record.offset} of partition {record.partition} of topic "
+        f"{record.topic}: its timestamp {record.timestamp_ms} ms overflows Spark's timestamps, and the query fails "
+        "on it at every start; to dead-letter it and move past it: ./spark-submit.sh skip --spec <the spec> "
+        f"--partition {record.partition} --offset {record.offset}, then start the deployment again"
+    )
 
 
 def java_chain(exc: BaseException) -> list[tuple[str, str]]:
@@ -51,7 +88,11 @@ def deepest_cause(exc: BaseException) -> str:
 
 
 def short_reason(exc: BaseException) -> str:
-    """One line for the status document and stderr: the deepest cause, at most MAX_REASON characters."""
+    """One line for the status document and stderr: the deepest cause, at most MAX_REASON characters; for a
+    record Spark's Kafka source cannot read, which record and the command that moves past it."""
+    record = unreadable_record("\n".join([str(exc), *(message for _, message in java_chain(exc))]))
+    if record is not None:
+        return skip_advice(record)
     reason = deepest_cause(exc)
     return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…"
 

@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     # (on a cluster it also arrives through --py-files).
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from job.runtime import control, deploy, publish, stopping
+from job.runtime import control, deploy, publish, skip, stopping
 from job.runtime.connection import deployment_scrubber
 from job.runtime.secrets import ScrubbingFilter
 from job.runtime.spec import load_locations, load_spec
@@ -28,6 +28,11 @@ COMMANDS = (
     ("status", "show the deployment's state and latest progress"),
     ("stop", "stop the running deployment gracefully (the batch in flight finishes) and wait for it"),
     ("delete", "stop the deployment if it runs, then remove its checkpoint and state"),
+    (
+        "skip",
+        "after a failure on a record Spark's Kafka source cannot read: dead-letter that record, finish the "
+        "failed micro-batch without it and move the checkpoint past it (through spark-submit.sh)",
+    ),
 )  # and `model publish` / `model show` (add_model_commands)
 
 
@@ -70,6 +75,17 @@ def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentPar
                 action="store_true",
                 help="confirm the deployment is not running (needed without a state folder, where delete cannot "
                 "ask it to stop and would remove the checkpoint under it)",
+            )
+        if name == "skip":
+            sub.add_argument(
+                "--partition", type=int, action="append", required=True, help="partition of a record to skip"
+            )
+            sub.add_argument(
+                "--offset",
+                type=int,
+                action="append",
+                required=True,
+                help="its offset; repeat --partition P --offset O for several records of the same batch",
             )
     add_model_commands(commands)
     for name, help_text in (tools or {}).items():
@@ -170,6 +186,11 @@ def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = Non
         logging.getLogger("py4j").setLevel(logging.DEBUG)
     if args.command == "validate":
         return deploy.validate(spec, check_topics_too=args.check_topics)
+    if args.command == "skip":
+        if len(args.partition) != len(args.offset):
+            print("error: give each --partition its --offset (as many of one as of the other)", file=sys.stderr)
+            return EXIT_BAD_SPEC
+        return skip.skip_command(spec, list(zip(args.partition, args.offset, strict=True)))
     return deploy.run(spec, scrub, stop=stop, run_started_s=run_started_s, wrapper=stopping.wrapper_watch())
 
 

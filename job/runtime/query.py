@@ -12,7 +12,8 @@ from pyspark.sql.streaming.readwriter import DataStreamWriter
 
 from job.runtime import scoring
 from job.runtime.connection import loggable, sink_options, source_options
-from job.runtime.model import LoadedModel
+from job.runtime.model import LoadedModel, decision_threshold
+from job.runtime.stages import flat_stages
 from job.runtime.status import COUNTS_METRIC, StatusListener, StatusTracker
 from job.runtime.values import DeploymentSpec, Trigger
 
@@ -25,6 +26,10 @@ def model_input_fields(model: LoadedModel) -> list[scoring.InputField]:
 
 def model_info(model: LoadedModel) -> scoring.ModelInfo:
     """What the scoring transforms need to know about a loaded model beside its pipeline."""
+    classifier = flat_stages(model.pipeline)[model.facts.classifier.index]
+    reads_text = any(name == scoring.TEXT_FIELD for name, _ in model.input_fields)
+    # NO_FEATURES looks at the classifier's input: every Spark ML classifier has a featuresCol.
+    features = classifier.getOrDefault("featuresCol") if classifier.hasParam("featuresCol") else None
     return scoring.ModelInfo(
         name=model.name,
         version=model.version,
@@ -34,6 +39,8 @@ def model_info(model: LoadedModel) -> scoring.ModelInfo:
         probability_column=model.probability_column,
         predicted_label_column=model.predicted_label_column,
         fillers=tuple(sorted(model.facts.known_values.items())),
+        features_column=features if reads_text else None,
+        threshold=decision_threshold(classifier),
     )
 
 
@@ -47,6 +54,7 @@ def deployment_transform(spec: DeploymentSpec, model: LoadedModel) -> Callable[[
         dead_letter_topic=spec.dead_letter.topic,
         max_text_length=spec.options.max_text_length,
         max_message_bytes=spec.options.max_message_bytes,
+        no_features=spec.options.dead_letter_no_features,
     )
 
 
@@ -120,6 +128,15 @@ def start_query(
         spec.dead_letter.topic,
     )
     return query
+
+
+def write_records(spec: DeploymentSpec, records: DataFrame) -> None:
+    """Write shaped records (topic, key, value) once, as a batch, where the deployment's query writes them."""
+    extra = dict(spec.options.kafka)
+    if spec.dead_letter.connection == spec.target.connection:
+        records.write.format("kafka").options(**sink_options(spec.target.connection, extra)).save()
+    else:
+        _two_cluster_writer(spec, extra)(records, 0)
 
 
 def _two_cluster_writer(spec: DeploymentSpec, extra: Mapping[str, str]) -> Callable[[DataFrame, int], None]:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from job.runtime import strict_json
 from job.runtime.model import label_for_prediction
 
 # Columns of a Kafka source row.
@@ -32,6 +33,7 @@ ERROR_REASON = "_error_reason"
 PREDICTION = "_prediction"
 PREDICTED_LABEL = "_predicted_label"
 PROBABILITY = "_probability"
+THRESHOLD = "_threshold"
 
 ID_FIELD = "id"
 TEXT_FIELD = "text"
@@ -40,13 +42,32 @@ TEXT_FIELD = "text"
 TOMBSTONE = "TOMBSTONE"
 OVERSIZED = "OVERSIZED"
 INVALID_UTF8 = "INVALID_UTF8"
+BYTE_ORDER_MARK = "BYTE_ORDER_MARK"
+TOO_DEEP = "TOO_DEEP"
 NOT_JSON = "NOT_JSON"
+LONE_SURROGATE = "LONE_SURROGATE"
+DUPLICATE_KEY = "DUPLICATE_KEY"
 NOT_AN_OBJECT = "NOT_AN_OBJECT"
 MISSING_FIELD = "MISSING_FIELD"
 NULL_FIELD = "NULL_FIELD"
 WRONG_TYPE = "WRONG_TYPE"
 TEXT_TOO_LONG = "TEXT_TOO_LONG"
 EMPTY_TEXT = "EMPTY_TEXT"
+NO_FEATURES = "NO_FEATURES"
+
+STRICT_VARIANT_CONF = strict_json.STRICT_VARIANT_CONF
+
+# "Empty or only whitespace" for EMPTY_TEXT: the Unicode White_Space property (Java's `\s` under (?U):
+# tab to CR, space, U+0085, NBSP, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000) and NUL.
+_ONLY_WHITESPACE = r"(?U)^[\s\x00]*+\z"
+
+# A dead-letter record keeps at most this many bytes of the original key and of the original value (and
+# uses at most this many bytes of the original key as its own record key). JSON escaping can make a
+# kept byte six bytes (a control character as \u0001), so a dead-letter record stays under
+# 2 x 6 x 65,536 + 65,536 + 4,096 = 856,064 bytes: below the 1 MiB Kafka accepts by default.
+DEAD_LETTER_KEEP_BYTES = 65_536
+# Record key + value of a dead letter, at most; plus the length of the deployment's name.
+DEAD_LETTER_MAX_RECORD_BYTES = 2 * 6 * DEAD_LETTER_KEEP_BYTES + DEAD_LETTER_KEEP_BYTES + 4_096
 
 # Spark SQL type of a model input field -> the Variant types a JSON value of that field may have. A JSON number
 # with a fraction parses as a DECIMAL(p,s) variant when it fits one (7.5 is DECIMAL(2,1)), else as a DOUBLE.
@@ -70,7 +91,13 @@ RECORD_FIELDS = ("prediction", "predictedLabel", "probability", "modelName", "mo
 
 # Intermediate columns of `parse_messages`.
 _RAW_TEXT = "_raw_text"
+_UTF8 = "_utf8"
 _JSON = "_json"
+_SKELETON = "_skeleton"
+_FIRST = "_first"
+_LAST = "_last"
+_LONE = "_lone"
+_SHAPE = "_shape"
 
 
 def _node(field: InputField) -> str:
@@ -121,6 +148,11 @@ class ModelInfo:
     # Values fed to the pipeline for rows already invalid, where a type's default would not do (a value a
     # StringIndexerModel knows, for an indexer that fails on unknown ones).
     fillers: tuple[tuple[str, str], ...] = ()
+    # The classifier's features column, for NO_FEATURES; None when the model reads no `text` field.
+    features_column: str | None = None
+    # For a binary classifier, the probability of label index 1 above which it predicts index 1
+    # (`model.decision_threshold`); None for more classes. Each scored record carries it.
+    threshold: float | None = None
 
     def filler(self, field: InputField) -> str | int | float | bool:
         return dict(self.fillers).get(field.name, _FILLERS[field.type])
@@ -141,15 +173,28 @@ def parse_messages(
     text_field = next((f for f in fields if f.name == TEXT_FIELD and f.type == "string"), None)
 
     def transform(df: DataFrame) -> DataFrame:
+        require_strict_variant_conf(df.sparkSession)
         kafka_columns = [KEY, VALUE, TOPIC, PARTITION, OFFSET, TIMESTAMP]
-        # Each step is its own select, so the parsed JSON and each field's node are computed once per row
-        # and then referenced; written as one expression, Spark would inline the parse into every check.
-        parsed_json = df.select(
-            *kafka_columns,
-            F.col(VALUE).cast("string").alias(_RAW_TEXT),
-            F.try_parse_json(F.col(VALUE).cast("string")).alias(_JSON),
+        raw = F.col(VALUE)
+        text = F.col(_RAW_TEXT)
+        utf8 = F.col(_UTF8)
+        # Each step is its own select, so the parsed JSON, the skeleton and each field's node are computed
+        # once per row and then referenced; written as one expression, Spark would inline them into every
+        # check. An oversized value is not even read as text: none of the later work is done for it.
+        sized = df.select(
+            *kafka_columns, F.when(F.octet_length(raw) <= max_message_bytes, raw.cast("string")).alias(_RAW_TEXT)
         )
-        nodes = parsed_json.select(
+        checked = sized.select("*", F.is_valid_utf8(text).alias(_UTF8))
+        parsed = checked.select(
+            "*",
+            F.when(utf8, F.try_parse_json(text)).alias(_JSON),
+            F.when(utf8, strict_json.skeleton(text)).alias(_SKELETON),
+            F.when(utf8, strict_json.first_char(text)).alias(_FIRST),
+            F.when(utf8, strict_json.last_char(text)).alias(_LAST),
+            F.when(utf8, strict_json.has_lone_surrogate(text)).alias(_LONE),
+        )
+        shaped = parsed.select("*", strict_json.shape(F.col(_SKELETON)).alias(_SHAPE))
+        nodes = shaped.select(
             "*", *[F.try_variant_get(_JSON, f"$.{f.name}", "variant").alias(_node(f)) for f in fields]
         )
         typed = nodes.select(
@@ -158,8 +203,12 @@ def parse_messages(
             *[F.try_variant_get(_node(f), "$", f.type).alias(_typed(f)) for f in fields],
         )
 
-        raw = F.col(VALUE)
-        text_value = F.col(_RAW_TEXT)
+        json = F.col(_JSON)
+        shape = F.col(_SHAPE)
+        # Well formed, duplicate keys and lone surrogates aside: the Variant parser took it, or it refused
+        # it and a lenient parse of the same text, held to strict quoting, takes it.
+        well_formed = json.isNotNull() | (~shape["quotes"] & strict_json.lenient_parse_ok(text))
+        ends_right = strict_json.ends_after_first_value(text, F.col(_FIRST), F.col(_LAST), shape)
         checks: list[tuple[Column, str, Column]] = [
             (raw.isNull(), TOMBSTONE, F.lit("the message has no value (a tombstone)")),
             (
@@ -167,10 +216,35 @@ def parse_messages(
                 OVERSIZED,
                 F.format_string(f"the value is %d bytes, over the limit of {max_message_bytes}", F.octet_length(raw)),
             ),
-            (~F.is_valid_utf8(text_value), INVALID_UTF8, F.lit("the value is not valid UTF-8")),
-            (F.col(_JSON).isNull(), NOT_JSON, F.lit("the value is not valid JSON")),
-            # Valid JSON that starts with '{' is an object; cheaper than asking for the variant's schema.
-            (~F.ltrim(text_value).startswith("{"), NOT_AN_OBJECT, F.lit("the JSON value is not an object")),
+            (~utf8, INVALID_UTF8, F.lit("the value is not valid UTF-8")),
+            (
+                strict_json.starts_with_bom(text),
+                BYTE_ORDER_MARK,
+                F.lit("the value starts with a byte order mark (U+FEFF), which JSON does not allow"),
+            ),
+            (
+                shape["depth"] > strict_json.MAX_DEPTH,
+                TOO_DEEP,
+                F.format_string(
+                    f"the value nests arrays and objects %d deep, over the parser's limit of {strict_json.MAX_DEPTH}",
+                    shape["depth"],
+                ),
+            ),
+            (
+                ~(well_formed & ends_right),
+                NOT_JSON,
+                F.when(
+                    well_formed, F.lit("the value is not valid JSON: more than whitespace follows the first value")
+                ).otherwise(F.lit("the value is not valid JSON")),
+            ),
+            (
+                F.col(_LONE),
+                LONE_SURROGATE,
+                F.lit("the value has a \\u escape of half a surrogate pair without the other half"),
+            ),
+            # Well formed, no lone surrogate, and still refused by the Variant parser: a key twice in one object.
+            (json.isNull(), DUPLICATE_KEY, F.lit("a JSON object in the value has the same key twice")),
+            (F.col(_FIRST) != "{", NOT_AN_OBJECT, F.lit("the JSON value is not an object")),
         ]
         for field in fields:
             json_type = F.col(_json_type(field))
@@ -184,7 +258,8 @@ def parse_messages(
                         f"field '{field.name}' must be {_TYPE_WORDS[field.type]}"
                         + (" from -2147483648 to 2147483647" if field.type == "integer" else "")
                         + ", found %s",
-                        F.lower(json_type),
+                        # "object" and "array", not their whole schema: the reason stays short.
+                        F.regexp_replace(F.lower(json_type), "<.*", ""),
                     ),
                 ),
             ]
@@ -199,7 +274,7 @@ def parse_messages(
                     ),
                 ),
                 # An empty text has nothing to classify; scoring it would only report the model's bias.
-                (F.trim(text) == "", EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
+                (text.rlike(_ONLY_WHITESPACE), EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
             ]
         code = F.lit(None).cast("string")
         reason = F.lit(None).cast("string")
@@ -218,15 +293,43 @@ def parse_messages(
     return transform
 
 
-def score(model: PipelineModel, info: ModelInfo) -> Callable[[DataFrame], DataFrame]:
-    """Run the pipeline model on every row and add the prediction, its label and its probability.
+def require_strict_variant_conf(spark: SparkSession) -> None:
+    """Refuse a session in which `try_parse_json` accepts duplicate keys: DUPLICATE_KEY could not be told then.
+
+    The other pinned setting (Unicode validation) needs no check: lone surrogates are found in the text.
+    """
+    key = "spark.sql.variant.allowDuplicateKeys"
+    found = str(spark.conf.get(key, "false")).lower()
+    if found != STRICT_VARIANT_CONF[key]:
+        raise ValueError(
+            f"Spark setting {key} is {found}; the job needs {STRICT_VARIANT_CONF[key]} (job.runtime.session.spark_conf "
+            "sets it): with it, a value with a duplicate key would be scored instead of dead-lettered as DUPLICATE_KEY"
+        )
+
+
+def has_a_feature(features: Column) -> Column:
+    """Whether a feature vector (an ML Vector column) has an entry other than zero, in the JVM.
+
+    A Vector cast to text is `(size,[indices],[values])` when sparse and `[values]` when dense; the values
+    are the last bracketed list, written by Java's Double.toString. Zero is `0.0` or `-0.0`; any other value
+    has a digit 1-9 in its mantissa, or is NaN or (-)Infinity. For a tweet it is a dozen entries, against
+    vector_to_array's 262,144 doubles.
+    """
+    return F.substring_index(features.cast("string"), "[", -1).rlike("[1-9NI]")
+
+
+def score(model: PipelineModel, info: ModelInfo, no_features: bool = True) -> Callable[[DataFrame], DataFrame]:
+    """Run the pipeline model on every row and add the prediction, its label, its probability and the threshold.
 
     Rows already marked invalid have null fields; they are scored on fillers (an empty text, a zero, a value
     a StringIndexerModel knows) rather than split off, since splitting the stream would read each micro-batch
     from Kafka twice, and their results are discarded by `to_kafka_records`. The label is the pipeline's own
     (an IndexToString column) when it has one, else `label_values[prediction]`; the probability is the
-    predicted class's. All of it runs in the JVM: no Python UDF on the hot path.
+    predicted class's. With `no_features`, a valid row whose feature vector (the classifier's featuresCol, as
+    the model's own stages compute it from the text) has no entry other than zero becomes NO_FEATURES: its
+    prediction would only be the model's bias. All of it runs in the JVM: no Python UDF on the hot path.
     """
+    features_col = info.features_column if no_features else None
     to_label = label_for_prediction(info.label_values)
     fillers = {
         f.name: F.coalesce(F.col(f.name), F.lit(info.filler(f)).cast(f.type)).alias(f.name) for f in info.input_fields
@@ -241,23 +344,61 @@ def score(model: PipelineModel, info: ModelInfo) -> Callable[[DataFrame], DataFr
             if info.probability_column
             else F.lit(None).cast("double")
         )
+        code, reason = F.col(ERROR_CODE), F.col(ERROR_REASON)
+        if features_col is not None:
+            featureless = code.isNull() & ~has_a_feature(F.col(features_col))
+            code = F.when(featureless, F.lit(NO_FEATURES)).otherwise(code)
+            reason = F.when(
+                featureless,
+                F.lit(
+                    "the model finds no feature in field 'text': its prediction would be the model's bias, "
+                    "not a reading of the text"
+                ),
+            ).otherwise(reason)
         return scored.select(
-            *df.columns,
+            *[c for c in df.columns if c not in (ERROR_CODE, ERROR_REASON)],
+            code.alias(ERROR_CODE),
+            reason.alias(ERROR_REASON),
             prediction.alias(PREDICTION),
             label.alias(PREDICTED_LABEL),
             probability.alias(PROBABILITY),
+            F.lit(info.threshold).cast("double").alias(THRESHOLD),
         )
 
     return transform
 
 
-def _bytes_as_text(column: Column) -> tuple[Column, Column]:
-    """Original bytes for a JSON document: as text when valid UTF-8, otherwise base64."""
-    as_text = column.cast("string")
-    utf8 = F.is_valid_utf8(as_text)
-    value = F.when(column.isNull(), F.lit(None)).when(utf8, as_text).otherwise(F.base64(column))
-    encoding = F.when(column.isNull(), F.lit(None)).when(utf8, F.lit("utf-8")).otherwise(F.lit("base64"))
-    return value, encoding
+def _kept_bytes(column: Column, limit: int) -> dict[str, Column]:
+    """The original bytes for a dead letter: at most `limit` of them, with their length and digest.
+
+    The kept bytes are text when they are valid UTF-8, otherwise base64. A valid UTF-8 original that is
+    cut is cut before the character the limit falls in, so its prefix is still text.
+    """
+    length = F.octet_length(column)
+    truncated = length > limit
+    whole_text = F.try_validate_utf8(column.cast("string"))
+    prefix_text = F.coalesce(
+        *[F.try_validate_utf8(F.substring(column, 1, limit - back).cast("string")) for back in range(4)]
+    )
+    kept_text = F.when(truncated, prefix_text).otherwise(whole_text)
+    kept_bytes = F.when(truncated, F.substring(column, 1, limit)).otherwise(column)
+    missing = column.isNull()
+    return {
+        # Spark's base64 breaks lines every 76 characters when spark.sql.chunkBase64String.enabled (the
+        # default): a MIME habit, not base64 as JSON consumers decode it, so the line breaks go.
+        "": F.when(missing, F.lit(None))
+        .when(kept_text.isNotNull(), kept_text)
+        .otherwise(F.regexp_replace(F.base64(kept_bytes), r"[\r\n]", "")),
+        "Encoding": F.when(missing, F.lit(None)).when(kept_text.isNotNull(), F.lit("utf-8")).otherwise(F.lit("base64")),
+        "Bytes": length,
+        "Truncated": F.when(missing, F.lit(None)).otherwise(truncated),
+        "Sha256": F.sha2(column, 256),
+    }
+
+
+def dead_letter_key(key: Column, limit: int = DEAD_LETTER_KEEP_BYTES) -> Column:
+    """The record key of a dead letter: the original key, or its first `limit` bytes."""
+    return F.when(F.octet_length(key) > limit, F.substring(key, 1, limit)).otherwise(key)
 
 
 def to_kafka_records(
@@ -266,9 +407,13 @@ def to_kafka_records(
     """Shape each row as a Kafka record (topic, key, value) for the output or the dead-letter topic."""
 
     def transform(df: DataFrame) -> DataFrame:
-        # Formatted here (the same text to_json writes) so that no per-batch timestamp literal reaches the
-        # generated code; the benchmark still counts ~2 compilations per micro-batch, so it was not the only cause.
-        now = F.date_format(F.current_timestamp(), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
+        # now(), not current_timestamp(): in a stream, MicroBatchExecution swaps current_timestamp() for the
+        # batch's timestamp only after the optimizer ran (IncrementalExecution.optimizedPlan), so date_format
+        # is not folded and the timestamp is written into the generated Java as a long literal: new source,
+        # two Janino compilations (driver and executor class loaders) every micro-batch. now() is left to the
+        # optimizer's ComputeCurrentTime (the time the batch is planned), date_format folds to a string
+        # literal, and generated code references string literals instead of inlining them.
+        now = F.date_format(F.now(), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")
         # `id` first, then the model's other input fields in schema order, then what the model said.
         fields = [ID_FIELD, *[f.name for f in info.input_fields if f.name != ID_FIELD]]
         scored_value = F.to_json(
@@ -277,6 +422,7 @@ def to_kafka_records(
                 F.col(PREDICTION).alias("prediction"),
                 F.col(PREDICTED_LABEL).alias("predictedLabel"),
                 F.col(PROBABILITY).alias("probability"),
+                F.col(THRESHOLD).alias("threshold"),
                 F.lit(info.name).alias("modelName"),
                 F.lit(info.version).alias("modelVersion"),
                 now.alias("scoredAt"),
@@ -287,8 +433,8 @@ def to_kafka_records(
             # Keeps `probability: null` of a classifier without probabilities; a scored row has no other null.
             {"ignoreNullFields": "false"},
         )
-        key_text, key_encoding = _bytes_as_text(F.col(KEY))
-        value_text, value_encoding = _bytes_as_text(F.col(VALUE))
+        key = _kept_bytes(F.col(KEY), DEAD_LETTER_KEEP_BYTES)
+        value = _kept_bytes(F.col(VALUE), DEAD_LETTER_KEEP_BYTES)
         dead_letter_value = F.to_json(
             F.struct(
                 F.col(ERROR_CODE).alias("errorCode"),
@@ -299,10 +445,8 @@ def to_kafka_records(
                 F.col(OFFSET).alias("sourceOffset"),
                 F.col(TIMESTAMP).alias("sourceTimestamp"),
                 now.alias("rejectedAt"),
-                key_text.alias("key"),
-                key_encoding.alias("keyEncoding"),
-                value_text.alias("value"),
-                value_encoding.alias("valueEncoding"),
+                *[column.alias(f"key{suffix}") for suffix, column in key.items()],
+                *[column.alias(f"value{suffix}") for suffix, column in value.items()],
             ),
             {"ignoreNullFields": "false"},
         )
@@ -310,9 +454,37 @@ def to_kafka_records(
         return df.select(
             F.when(rejected, F.lit(dead_letter_topic)).otherwise(F.lit(target_topic)).alias(TOPIC),
             # Scored records are keyed by id so consumers can drop the duplicates of a replayed batch;
-            # dead-letter records keep the original key.
-            F.when(rejected, F.col(KEY)).otherwise(F.col(ID_FIELD).cast("string").cast("binary")).alias(KEY),
+            # dead-letter records keep the original key, bounded like the copy in their value.
+            F.when(rejected, dead_letter_key(F.col(KEY)))
+            .otherwise(F.col(ID_FIELD).cast("string").cast("binary"))
+            .alias(KEY),
             F.when(rejected, dead_letter_value).otherwise(scored_value).cast("binary").alias(VALUE),
+        )
+
+    return transform
+
+
+def rejected(info: ModelInfo, code: str, reason: str | Column) -> Callable[[DataFrame], DataFrame]:
+    """Kafka source rows -> rows for `to_kafka_records` that all become dead letters with this code and reason.
+
+    For records the query itself never sees (see job.runtime.skip), so their dead letters have the same format.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.select(
+            KEY,
+            VALUE,
+            TOPIC,
+            PARTITION,
+            OFFSET,
+            TIMESTAMP,
+            *[F.lit(None).cast(f.type).alias(f.name) for f in info.input_fields],
+            F.lit(code).alias(ERROR_CODE),
+            (F.lit(reason) if isinstance(reason, str) else reason).alias(ERROR_REASON),
+            F.lit(None).cast("double").alias(PREDICTION),
+            F.lit(None).cast("string").alias(PREDICTED_LABEL),
+            F.lit(None).cast("double").alias(PROBABILITY),
+            F.lit(None).cast("double").alias(THRESHOLD),
         )
 
     return transform
@@ -326,13 +498,14 @@ def scoring_pipeline(
     dead_letter_topic: str,
     max_text_length: int,
     max_message_bytes: int,
+    no_features: bool = True,
 ) -> Callable[[DataFrame], DataFrame]:
     """Kafka source rows -> Kafka sink rows: parse, score, shape."""
 
     def transform(df: DataFrame) -> DataFrame:
         return (
             df.transform(parse_messages(info.input_fields, max_text_length, max_message_bytes))
-            .transform(score(model, info))
+            .transform(score(model, info, no_features))
             .transform(to_kafka_records(deployment, info, target_topic, dead_letter_topic))
         )
 

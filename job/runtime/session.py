@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from pyspark.sql import SparkSession
 
+from job.runtime import strict_json
 from job.runtime.values import DeploymentSpec
 
 # Spark redacts matching conf keys and data source options in the UI, its REST API, plan strings and
@@ -35,6 +36,8 @@ def spark_conf(prometheus: bool = False) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # The query has no shuffle; keep the setting small for the odd aggregate in status checks.
         "spark.sql.shuffle.partitions": "2",
+        # What try_parse_json accepts must not depend on the cluster's defaults (duplicate keys, lone surrogates).
+        **strict_json.STRICT_VARIANT_CONF,
     }
 
 

@@ -16,6 +16,7 @@ from job.runtime.values import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_OFFSETS_PER_TRIGGER,
     DEFAULT_MAX_TEXT_LENGTH,
+    MAX_MAX_MESSAGE_BYTES,
     SASL_MECHANISMS,
     SECURITY_PROTOCOLS,
     STARTING_OFFSETS,
@@ -338,6 +339,7 @@ def _options(node: _Node | None) -> Options:
         "fail_on_data_loss",
         "max_text_length",
         "max_message_bytes",
+        "dead_letter_no_features",
         "kafka",
         "stop_limit",
     )
@@ -363,6 +365,13 @@ def _options(node: _Node | None) -> Options:
     stop_limit = node.optional_string("stop_limit")
     if stop_limit is not None and not _INTERVAL.fullmatch(stop_limit.strip()):
         raise SpecError(node.path("stop_limit"), repr(stop_limit), "an interval such as '10 minutes', or no limit")
+    max_message_bytes = node.positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)
+    if max_message_bytes > MAX_MAX_MESSAGE_BYTES:
+        raise SpecError(
+            node.path("max_message_bytes"),
+            str(max_message_bytes),
+            f"at most {MAX_MAX_MESSAGE_BYTES:,} (a scored record must stay under Kafka's default 1 MiB)",
+        )
     return Options(
         trigger=trigger,
         starting_offsets=starting,
@@ -370,7 +379,8 @@ def _options(node: _Node | None) -> Options:
         min_partitions=node.optional_int("min_partitions"),
         fail_on_data_loss=node.optional_bool("fail_on_data_loss", True),
         max_text_length=node.positive_int("max_text_length", DEFAULT_MAX_TEXT_LENGTH),
-        max_message_bytes=node.positive_int("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+        max_message_bytes=max_message_bytes,
+        dead_letter_no_features=node.optional_bool("dead_letter_no_features", True),
         kafka=kafka,
         stop_limit=None if stop_limit is None else stop_limit.strip(),
     )

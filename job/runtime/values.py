@@ -25,6 +25,9 @@ EXIT_NO_STATUS = 3
 DEFAULT_MAX_OFFSETS_PER_TRIGGER = 50_000
 DEFAULT_MAX_TEXT_LENGTH = 4_000
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+# A scored record holds the value's text, re-escaped (never longer than it was in the value), plus about
+# 1 KiB of fixed fields; this keeps it under the 1 MiB a Kafka topic and producer accept by default.
+MAX_MAX_MESSAGE_BYTES = 1_000_000
 
 # A broker address as IBM prints it and Kafka takes it: a host name, IPv4 or [IPv6] address, then the port
 # after the last colon.
@@ -106,6 +109,8 @@ class Options:
     fail_on_data_loss: bool = True
     max_text_length: int = DEFAULT_MAX_TEXT_LENGTH
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # NO_FEATURES: a text in which the model's own stages find no feature is dead-lettered, not scored.
+    dead_letter_no_features: bool = True
     kafka: Mapping[str, str] = field(default_factory=dict)
     # How long a graceful stop may wait for the batch in flight before it cancels it; None (the default): as long
     # as the batch takes.
@@ -129,6 +134,10 @@ class DeploymentSpec:
     def connections(self) -> tuple[Connection, ...]:
         """The input, output and dead-letter connections (equal ones may repeat)."""
         return (self.source.connection, self.target.connection, self.dead_letter.connection)
+
+    def locations(self) -> DeploymentLocations:
+        """The name and folders alone, as `status`, `stop` and `delete` take them."""
+        return DeploymentLocations(self.name, self.checkpoint_location, self.state_location)
 
 
 @dataclass(frozen=True)

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import Vectors
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from job.runtime import scoring
+from job.runtime import scoring, storage
+from job.runtime.model import decision_threshold
 from job.runtime.scoring import InputField, ModelInfo
 from tests.pipelines import classifier
 
@@ -33,6 +39,10 @@ def kafka_rows(spark: SparkSession, values: Sequence[bytes | None], key: bytes |
 
 def msg(obj: object) -> bytes:
     return json.dumps(obj).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_parse_gives_typed_fields_for_good_messages_and_a_reason_for_each_bad_kind(spark: SparkSession) -> None:
@@ -158,7 +168,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
     ]
     df = spark.createDataFrame(rows, KAFKA_SCHEMA)
     records = df.transform(
-        scoring.scoring_pipeline(tiny_pipeline, INFO, "dep-1", "scored", "scored.dlq", 100, 1000)
+        scoring.scoring_pipeline(tiny_pipeline, info_of(tiny_pipeline), "dep-1", "scored", "scored.dlq", 100, 1000)
     ).collect()
     assert [(r.topic, r.key) for r in records] == [
         ("scored", bytearray(b"7")),
@@ -174,6 +184,7 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
         "text": "i love this great day",
         "prediction": 1.0,
         "predictedLabel": "POSITIVE",
+        "threshold": 0.5,
         "modelName": "Sentiment Prediction",
         "modelVersion": "abc123",
         "sourceTopic": "tweets",
@@ -198,8 +209,14 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
             "sourceTimestamp": "2026-11-27T10:00:00.000Z",
             "key": base64.b64encode(bytes([0x80, 0x81])).decode(),
             "keyEncoding": "base64",
+            "keyBytes": 2,
+            "keyTruncated": False,
+            "keySha256": sha256(bytes([0x80, 0x81])),
             "value": base64.b64encode(b"\xff\xfe bad").decode(),
             "valueEncoding": "base64",
+            "valueBytes": 6,
+            "valueTruncated": False,
+            "valueSha256": sha256(b"\xff\xfe bad"),
         },
         {
             "errorCode": "TOMBSTONE",
@@ -211,8 +228,14 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
             "sourceTimestamp": "2026-11-27T10:00:00.000Z",
             "key": "gone",
             "keyEncoding": "utf-8",
+            "keyBytes": 4,
+            "keyTruncated": False,
+            "keySha256": sha256(b"gone"),
             "value": None,
             "valueEncoding": None,
+            "valueBytes": None,
+            "valueTruncated": None,
+            "valueSha256": None,
         },
         {
             "errorCode": "EMPTY_TEXT",
@@ -224,8 +247,14 @@ def test_kafka_records_for_good_and_bad_messages_in_one_batch(
             "sourceTimestamp": "2026-11-27T10:00:00.000Z",
             "key": None,
             "keyEncoding": None,
+            "keyBytes": None,
+            "keyTruncated": None,
+            "keySha256": None,
             "value": '{"id": 8, "text": ""}',
             "valueEncoding": "utf-8",
+            "valueBytes": 21,
+            "valueTruncated": False,
+            "valueSha256": sha256(b'{"id": 8, "text": ""}'),
         },
     ]
 
@@ -324,14 +353,17 @@ def test_records_carry_every_input_field_and_a_null_probability_without_one(spar
     assert record.key == bytearray(b"a-1")
     value = json.loads(record.value)
     # `id` first, then the other fields in the model's order, then what the model said.
-    assert list(value)[:7] == ["id", "stars", "verified", "prediction", "predictedLabel", "probability", "modelName"]
-    assert {k: value[k] for k in list(value)[:6]} == {
+    assert list(value)[:8] == [
+        "id", "stars", "verified", "prediction", "predictedLabel", "probability", "threshold", "modelName"
+    ]  # fmt: skip
+    assert {k: value[k] for k in list(value)[:7]} == {
         "id": "a-1",
         "stars": 1.5,
         "verified": True,
         "prediction": 1.0,
         "predictedLabel": "HIGH",
         "probability": None,
+        "threshold": None,
     }
 
 
@@ -353,3 +385,403 @@ def test_invalid_rows_are_scored_on_a_value_the_indexer_knows(spark: SparkSessio
     blind = info_for(fields, ("A", "B"))
     with pytest.raises(Exception, match="Unseen label"):
         batch.transform(scoring.scoring_pipeline(pipeline, blind, "d", "out", "out.dlq", 100, 1000)).collect()
+
+
+GOOD = b'{"id": 1, "text": "i love it"}'
+TRAILING = "the value is not valid JSON: more than whitespace follows the first value"
+NOT_JSON = "the value is not valid JSON"
+LONE = "the value has a \\u escape of half a surrogate pair without the other half"
+DUPLICATE = "a JSON object in the value has the same key twice"
+EMPTY = "field 'text' is empty or only whitespace"
+
+
+def parse_rows(spark: SparkSession, values: Sequence[bytes | None]) -> list[tuple[object, ...]]:
+    parsed = kafka_rows(spark, values).transform(scoring.parse_messages(FIELDS, 4000, 200_000))
+    rows = parsed.select("offset", "id", "text", scoring.ERROR_CODE, scoring.ERROR_REASON).orderBy("offset").collect()
+    return [(r.id, r.text, r[scoring.ERROR_CODE], r[scoring.ERROR_REASON]) for r in rows]
+
+
+def nested(depth: int) -> bytes:
+    # `depth` levels in all: the object itself and depth - 1 arrays inside it.
+    return b'{"id": 1, "text": "x", "a": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+def test_strict_json_what_follows_the_object_and_what_comes_before_it(spark: SparkSession) -> None:
+    values = [
+        GOOD + b" xyz",
+        GOOD + b"]]]",
+        GOOD + b'{"id": 2, "text": "a second tweet"}',  # two objects: never one prediction and a lost one
+        GOOD + b", 5",
+        GOOD + b"//",
+        GOOD + b"\x0c",  # form feed: whitespace to Python's str.strip, not to JSON
+        GOOD + " \u00a0".encode(),
+        GOOD + b" \r\n\t ",
+        b"\n" + GOOD,
+        b"\t" + GOOD,
+        b"\r\n" + GOOD,
+        b"\x0b" + GOOD,
+        "\u3000".encode() + GOOD,
+        b"[1] 2",
+        b'"a" "b"',
+        b"1 2",
+        b"[1]  \n",
+    ]
+    assert parse_rows(spark, values) == [
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (1, "i love it", None, None),
+        (1, "i love it", None, None),
+        (1, "i love it", None, None),
+        (1, "i love it", None, None),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_JSON", TRAILING),
+        (None, None, "NOT_AN_OBJECT", "the JSON value is not an object"),
+    ]
+
+
+def test_bom_duplicate_keys_depth_surrogates_and_the_parser_limits_each_get_their_code(spark: SparkSession) -> None:
+    values = [
+        b"\xef\xbb\xbf" + GOOD,
+        b" \xef\xbb\xbf" + GOOD,  # not at the start: just not JSON
+        b'{"id": 1, "id": 2, "text": "x"}',
+        b'{"id": 1, "text": "x", "user": {"name": "a", "name": "b"}}',
+        b'{"id": 1, "text": "x", "list": [{"k": 1}, {"k": 2}]}',  # the same key in two objects is fine
+        nested(1000),
+        nested(1001),
+        b"[" * 5000,
+        b'{"id": 1, "text": "\\ud800"}',
+        b'{"id": 1, "text": "\\udc00\\ud800"}',
+        b'{"id": 1, "text": "a\\ud800\\\\\\udc00"}',  # high, an escaped backslash, low: two lone halves
+        b'{"id": 1, "text": "\\ud83d\\ude00"}',
+        b'{"id": 1, "text": "\\\\ud800"}',  # an escaped backslash, then the letters "ud800"
+        b'{"\\ud800": 1, "id": 1, "text": "x"}',
+        b'{"id": 1, "text": "\\ud800", "id": 2}',  # both: the surrogate check comes first
+        b'{"id": 1, "text": "x", "n": ' + b"7" * 1000 + b"}",
+        b'{"id": 1, "text": "x", "n": ' + b"7" * 1001 + b"}",
+        b'{"id": 1, "text": "x", "' + b"k" * 50_000 + b'": 1}',
+        b'{"id": 1, "text": "x", "' + b"k" * 50_001 + b'": 1}',
+        b'{"id": 1, "text": "x", "n": NaN}',
+        b"{'id': 1, 'text': 'x'}",
+        b'{"id": 1, "text": "a\x01b"}',
+    ]
+    assert parse_rows(spark, values) == [
+        (None, None, "BYTE_ORDER_MARK", "the value starts with a byte order mark (U+FEFF), which JSON does not allow"),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (None, None, "DUPLICATE_KEY", DUPLICATE),
+        (None, None, "DUPLICATE_KEY", DUPLICATE),
+        (1, "x", None, None),
+        (1, "x", None, None),
+        (None, None, "TOO_DEEP", "the value nests arrays and objects 1001 deep, over the parser's limit of 1000"),
+        (None, None, "TOO_DEEP", "the value nests arrays and objects 5000 deep, over the parser's limit of 1000"),
+        (None, None, "LONE_SURROGATE", LONE),
+        (None, None, "LONE_SURROGATE", LONE),
+        (None, None, "LONE_SURROGATE", LONE),
+        (1, "😀", None, None),
+        (1, "\\ud800", None, None),
+        (None, None, "LONE_SURROGATE", LONE),
+        (None, None, "LONE_SURROGATE", LONE),
+        (1, "x", None, None),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (1, "x", None, None),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (None, None, "NOT_JSON", NOT_JSON),
+        (None, None, "NOT_JSON", NOT_JSON),
+    ]
+
+
+@pytest.mark.parametrize("unicode_validation", ["true", "false"])
+def test_codes_do_not_depend_on_the_unicode_validation_setting(spark: SparkSession, unicode_validation: str) -> None:
+    key = "spark.sql.variant.validateUnicodeInJsonParsing"
+    values = [b'{"id": 1, "text": "\\ud800"}', b'{"id": 1, "text": "\\ud83d\\ude00"}']
+    spark.conf.set(key, unicode_validation)
+    try:
+        rows = [row[:3] for row in parse_rows(spark, values)]
+    finally:
+        spark.conf.set(key, "true")
+    assert rows == [(None, None, "LONE_SURROGATE"), (1, "😀", None)]
+
+
+def test_a_session_that_accepts_duplicate_keys_is_refused(spark: SparkSession) -> None:
+    key = "spark.sql.variant.allowDuplicateKeys"
+    spark.conf.set(key, "true")
+    try:
+        with pytest.raises(ValueError) as err:
+            kafka_rows(spark, [GOOD]).transform(scoring.parse_messages(FIELDS, 100, 1000))
+    finally:
+        spark.conf.set(key, "false")
+    assert str(err.value) == (
+        "Spark setting spark.sql.variant.allowDuplicateKeys is true; the job needs false (job.runtime.session.spark_conf "
+        "sets it): with it, a value with a duplicate key would be scored instead of dead-lettered as DUPLICATE_KEY"
+    )
+
+
+def test_empty_text_is_unicode_whitespace_or_nul(spark: SparkSession) -> None:
+    texts = [
+        "\t\t",
+        "\n",
+        "\u00a0",
+        "\u3000",
+        "\u0000",
+        " \u2028\u2029\u205f\u1680\u0085 ",
+        "\x0b\x0c",
+        "\x1c",
+        "\u200b",
+        "a",
+    ]
+    rows = parse_rows(spark, [msg({"id": i, "text": t}) for i, t in enumerate(texts)])
+    assert rows == [
+        *[(None, None, "EMPTY_TEXT", EMPTY)] * 7,
+        # Python's str.isspace() says yes to U+001C, Unicode's White_Space does not; nor to the zero-width space.
+        (7, "\x1c", None, None),
+        (8, "\u200b", None, None),
+        (9, "a", None, None),
+    ]
+
+
+NO_FEATURE_REASON = (
+    "the model finds no feature in field 'text': its prediction would be the model's bias, not a reading of the text"
+)
+
+
+def info_of(model: PipelineModel) -> ModelInfo:
+    """INFO with what the job takes from a text model whose last stage is the classifier."""
+    last = model.stages[-1]
+    return dataclasses.replace(
+        INFO, features_column=last.getOrDefault("featuresCol"), threshold=decision_threshold(last)
+    )
+
+
+def pipeline_of(model: PipelineModel, **options: Any) -> Callable[[DataFrame], DataFrame]:
+    settings: dict[str, Any] = {"max_text_length": 4000, "max_message_bytes": 200_000, **options}
+    return scoring.scoring_pipeline(model, info_of(model), "d", "o", "o.dlq", **settings)
+
+
+def score_rows(spark: SparkSession, model: PipelineModel, texts: list[str], no_features: bool = True) -> list[tuple]:
+    df = kafka_rows(spark, [msg({"id": i, "text": t}) for i, t in enumerate(texts)])
+    scored = df.transform(scoring.parse_messages(FIELDS, 4000, 200_000)).transform(
+        scoring.score(model, info_of(model), no_features)
+    )
+    rows = scored.orderBy("offset").collect()
+    return [(r[scoring.ERROR_CODE], r[scoring.ERROR_REASON], r[scoring.PREDICTED_LABEL]) for r in rows]
+
+
+def test_no_features_with_the_shipped_model(spark: SparkSession) -> None:
+    from job.runtime.model import load_model
+    from tests.paths import SHIPPED_MODEL
+
+    model = load_model(spark, str(SHIPPED_MODEL)).pipeline
+    texts = ["😀😀", "こんにちは", "... --", "i love it"]
+    assert [row[:2] for row in score_rows(spark, model, texts)] == [
+        *[("NO_FEATURES", NO_FEATURE_REASON)] * 3,
+        (None, None),
+    ]
+    # Switched off, the three are scored, and all alike: the model's bias, whatever the text.
+    records = (
+        kafka_rows(spark, [msg({"id": i, "text": t}) for i, t in enumerate(texts)])
+        .transform(pipeline_of(model, no_features=False))
+        .collect()
+    )
+    scored = [json.loads(r.value) for r in records]
+    assert [r.topic for r in records] == ["o"] * 4
+    assert len({(s["predictedLabel"], s["probability"]) for s in scored[:3]}) == 1
+
+
+def test_no_features_follows_the_last_stage_features_sparse_zeros_and_dense(spark: SparkSession) -> None:
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import IDF, HashingTF, Tokenizer, Word2Vec
+
+    train = spark.createDataFrame(
+        [("the good day", 1.0), ("the great fun", 1.0), ("the bad day", 0.0), ("the awful mess", 0.0)],
+        "text string, label double",
+    )
+    # IDF gives "the" (in every document) weight 0: its vector has an entry, and it is 0.0.
+    tfidf = Pipeline(
+        stages=[
+            Tokenizer(inputCol="text", outputCol="words"),
+            HashingTF(inputCol="words", outputCol="tf", numFeatures=64),
+            IDF(inputCol="tf", outputCol="tfidf"),
+            LogisticRegression(featuresCol="tfidf", maxIter=10),
+        ]
+    ).fit(train)
+    assert [row[0] for row in score_rows(spark, tfidf, ["the", "the the", "the good"])] == [
+        "NO_FEATURES",
+        "NO_FEATURES",
+        None,
+    ]
+    # Word2Vec averages the known words into a dense vector: all zeros when no word is known.
+    w2v = Pipeline(
+        stages=[
+            Tokenizer(inputCol="text", outputCol="words"),
+            Word2Vec(inputCol="words", outputCol="w2v", vectorSize=3, minCount=1, seed=7),
+            LogisticRegression(featuresCol="w2v", maxIter=10),
+        ]
+    ).fit(train)
+    assert [row[0] for row in score_rows(spark, w2v, ["unknown words", "good day"])] == ["NO_FEATURES", None]
+
+
+def test_decision_threshold_of_binary_and_multiclass_models(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
+    from pyspark.ml.classification import LogisticRegression
+
+    lr: Any = tiny_pipeline.stages[-1]
+    assert decision_threshold(lr) == 0.5
+    assert decision_threshold(lr.copy({lr.threshold: 0.9})) == 0.9
+    assert decision_threshold(lr.copy({lr.thresholds: [0.25, 0.75]})) == 0.75
+    three = spark.createDataFrame(
+        [(Vectors.dense([1.0, 0.0]), 0.0), (Vectors.dense([0.0, 1.0]), 1.0), (Vectors.dense([1.0, 1.0]), 2.0)],
+        ["features", "label"],
+    )
+    assert decision_threshold(LogisticRegression(maxIter=5).fit(three)) is None
+    # LinearSVC's threshold is on its raw margin: no probability threshold to report.
+    from pyspark.ml.classification import LinearSVC
+
+    two = three.where("label < 2")
+    assert decision_threshold(LinearSVC(maxIter=5).fit(two)) is None
+
+
+def test_records_carry_the_threshold_and_the_probability_of_the_label_it_decided(
+    spark: SparkSession, tiny_pipeline: PipelineModel
+) -> None:
+    text = "i love this great day"
+    p1 = tiny_pipeline.transform(spark.createDataFrame([(text,)], "text string")).collect()[0].probability[1]
+    assert p1 > 0.5
+    lr: Any = tiny_pipeline.stages[-1]
+    threshold = (p1 + 1.0) / 2  # above p1: the text is NEGATIVE although P(POSITIVE) > 0.5
+    strict = PipelineModel([*tiny_pipeline.stages[:-1], lr.copy({lr.threshold: threshold})])
+    record = json.loads(
+        kafka_rows(spark, [msg({"id": 1, "text": text})])
+        .transform(pipeline_of(strict, max_text_length=100, max_message_bytes=1000))
+        .collect()[0]
+        .value
+    )
+    assert (record["predictedLabel"], record["threshold"]) == ("NEGATIVE", threshold)
+    assert record["probability"] == pytest.approx(1 - p1, abs=1e-12)
+    assert record["probability"] < 0.5
+
+
+def dead_letters(spark: SparkSession, pipeline: PipelineModel, rows: list[tuple]) -> list[tuple[Any, Any]]:
+    df = spark.createDataFrame([(*row, "tweets", 0, i, T0) for i, row in enumerate(rows)], KAFKA_SCHEMA)
+    records = df.transform(pipeline_of(pipeline, max_text_length=100, max_message_bytes=1000)).collect()
+    return [(r.key, r.value) for r in sorted(records, key=lambda r: json.loads(r.value)["sourceOffset"])]
+
+
+def test_dead_letters_are_bounded_prefix_length_and_digest(spark: SparkSession, tiny_pipeline: PipelineModel) -> None:
+    keep = scoring.DEAD_LETTER_KEEP_BYTES
+    big_key = b"k" * 600_000
+    control = b"\x01" * 200_000
+    not_utf8 = b"\xff" * 800_000
+    euros = "€" * 30_000  # 90,000 bytes; the 65,536th byte is inside a euro sign
+    rows = [
+        (big_key, None),
+        (b"c", control),
+        (b"u", not_utf8),
+        (b"e", euros.encode()),
+        (b"\x01" * 600_000, b"\x01" * 600_000),  # the worst case: every kept byte escaped to six
+        (b"t" * 700_000, msg({"id": 5, "text": "i love it"})),  # a valid tweet: keyed by its id
+    ]
+    out = dead_letters(spark, tiny_pipeline, rows)
+    docs = [json.loads(value) for _, value in out]
+    assert [d.get("errorCode") for d in docs] == ["TOMBSTONE", "OVERSIZED", "OVERSIZED", "OVERSIZED", "OVERSIZED", None]
+    assert [key for key, _ in out] == [
+        big_key[:keep],
+        b"c",
+        b"u",
+        b"e",
+        b"\x01" * keep,
+        b"5",
+    ]
+    summary = [
+        {f: d[f"{part}{f}"] for f in ("Encoding", "Bytes", "Truncated", "Sha256")} | {"kept": d[part]}
+        for d in docs[:5]
+        for part in ("key", "value")
+    ]
+    assert summary == [
+        {"Encoding": "utf-8", "Bytes": 600_000, "Truncated": True, "Sha256": sha256(big_key), "kept": "k" * keep},
+        {"Encoding": None, "Bytes": None, "Truncated": None, "Sha256": None, "kept": None},
+        {"Encoding": "utf-8", "Bytes": 1, "Truncated": False, "Sha256": sha256(b"c"), "kept": "c"},
+        {"Encoding": "utf-8", "Bytes": 200_000, "Truncated": True, "Sha256": sha256(control), "kept": "\x01" * keep},
+        {"Encoding": "utf-8", "Bytes": 1, "Truncated": False, "Sha256": sha256(b"u"), "kept": "u"},
+        {
+            "Encoding": "base64",
+            "Bytes": 800_000,
+            "Truncated": True,
+            "Sha256": sha256(not_utf8),
+            "kept": base64.b64encode(not_utf8[:keep]).decode(),
+        },
+        {"Encoding": "utf-8", "Bytes": 1, "Truncated": False, "Sha256": sha256(b"e"), "kept": "e"},
+        {
+            "Encoding": "utf-8",
+            "Bytes": 90_000,
+            "Truncated": True,
+            "Sha256": sha256(euros.encode()),
+            "kept": "€" * 21_845,
+        },
+        {
+            "Encoding": "utf-8",
+            "Bytes": 600_000,
+            "Truncated": True,
+            "Sha256": sha256(b"\x01" * 600_000),
+            "kept": "\x01" * keep,
+        },
+        {
+            "Encoding": "utf-8",
+            "Bytes": 600_000,
+            "Truncated": True,
+            "Sha256": sha256(b"\x01" * 600_000),
+            "kept": "\x01" * keep,
+        },
+    ]
+    worst = len(out[4][0]) + len(out[4][1])
+    assert 12 * keep < worst <= scoring.DEAD_LETTER_MAX_RECORD_BYTES + len("d")
+
+
+def _compilations(spark: SparkSession) -> int:
+    metrics = storage.jvm(spark).org.apache.spark.metrics.source.CodegenMetrics
+    return int(metrics.METRIC_COMPILATION_TIME().getCount())
+
+
+def test_a_stream_compiles_no_code_after_its_first_micro_batch(
+    spark: SparkSession, tiny_pipeline: PipelineModel, tmp_path: Path
+) -> None:
+    # Every micro-batch plans the query again; any per-batch value written into the generated Java (the
+    # batch timestamp did that through current_timestamp()) makes new source, which Janino compiles again,
+    # twice in local mode (the driver's and the task's class loaders are both in the code cache's key). Count
+    # the compilations of a second batch, which must all be cache hits.
+    source = tmp_path / "in"
+    source.mkdir()
+
+    def add_file(n: int, offset: int) -> None:
+        rows = [(b"k", msg({"id": offset, "text": f"i love this great day {n}"}), "tweets", 0, offset, T0)]
+        spark.createDataFrame(rows, KAFKA_SCHEMA).write.parquet(str(source / f"batch-{n}"))
+
+    add_file(1, 0)
+    stream = spark.readStream.schema(KAFKA_SCHEMA).option("recursiveFileLookup", "true").parquet(str(source))
+    records = stream.transform(
+        scoring.scoring_pipeline(tiny_pipeline, info_of(tiny_pipeline), "dep-1", "scored", "scored.dlq", 100, 1000)
+    )
+    seen: list[list[bytes]] = []
+    query = (
+        records.writeStream.foreachBatch(lambda df, _id: seen.append([bytes(r.value) for r in df.collect()]))
+        .option("checkpointLocation", str(tmp_path / "cp"))
+        .start()
+    )
+    try:
+        query.processAllAvailable()
+        before = _compilations(spark)
+        add_file(2, 1)
+        query.processAllAvailable()
+        after = _compilations(spark)
+        assert query.exception() is None
+    finally:
+        query.stop()
+    assert [[json.loads(v)["id"] for v in batch] for batch in seen] == [[0], [1]]
+    assert after - before == 0

@@ -165,6 +165,7 @@ def test_options_are_parsed() -> None:
             "fail_on_data_loss": False,
             "max_text_length": 280,
             "max_message_bytes": 2048,
+            "dead_letter_no_features": False,
             "kafka": {"kafka.request.timeout.ms": 20000, "kafka.client.id": "x"},
         }
     )
@@ -176,6 +177,7 @@ def test_options_are_parsed() -> None:
         fail_on_data_loss=False,
         max_text_length=280,
         max_message_bytes=2048,
+        dead_letter_no_features=False,
         kafka={"kafka.request.timeout.ms": "20000", "kafka.client.id": "x"},
     )
     assert parse_spec(local_spec(options={"trigger": "available_now"})).options.trigger == Trigger("available_now", "")
@@ -283,6 +285,15 @@ BAD_SPECS = [
     (
         _with(local_spec(), "options", {"max_offsets_per_trigger": 0}),
         "spec field 'options.max_offsets_per_trigger': found 0 (integer), expected a positive integer",
+    ),
+    (
+        _with(local_spec(), "options", {"max_message_bytes": 1_000_001}),
+        "spec field 'options.max_message_bytes': found 1000001, expected at most 1,000,000 (a scored record must "
+        "stay under Kafka's default 1 MiB)",
+    ),
+    (
+        _with(local_spec(), "options", {"dead_letter_no_features": "yes"}),
+        "spec field 'options.dead_letter_no_features': found 'yes' (string), expected true or false",
     ),
     (
         _with(local_spec(), "options", {"fail_on_data_loss": "no"}),

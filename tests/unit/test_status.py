@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
 from job.runtime.connection import connection_scrubber
 from job.runtime.secrets import Secret
-from job.runtime.status import StateStore, StatusTracker, offsets_behind_latest
+from job.runtime.status import COUNTS_METRIC, StateStore, StatusListener, StatusTracker, offsets_behind_latest
 from job.runtime.values import Connection
 
 SECRET_CONNECTION = Connection(("h:9093",), "SASL_SSL", "PLAIN", "user1", Secret("pa55word"))
@@ -120,3 +124,45 @@ def test_heartbeat_bound_and_stop_marker_time_are_in_the_state_folder(tmp_path: 
     assert store.stop_requested_at() == datetime.fromisoformat(written.strip().replace("Z", "+00:00")).timestamp()
     (tmp_path / "stop-requested").write_text("not a time\n")
     assert store.stop_requested_at() == 0.0
+
+
+def test_the_listener_records_the_start_and_every_batch_of_a_real_query(spark: SparkSession, tmp_path: Path) -> None:
+    # Through the JSON shim (StatusListener._jlistener): Spark's own events, two micro-batches, the totals from
+    # the observed metrics; a failure is left to the run loop, so the state stays as the listener found it.
+    source = tmp_path / "in"
+    for n, values in ((1, ["a", "b", "c"]), (2, ["d", "fail"])):
+        spark.createDataFrame([(v,) for v in values], "value string").coalesce(1).write.parquet(str(source / f"b{n}"))
+    tracker = StatusTracker(StateStore(str(tmp_path / "state")), "dep", scrub=lambda t: t)
+    listener = StatusListener(tracker, "listened")
+    spark.streams.addListener(listener)
+    stream = (
+        spark.readStream.schema("value string")
+        .option("recursiveFileLookup", "true")
+        .option("maxFilesPerTrigger", 1)
+        .parquet(str(source))
+    )
+    observed = stream.observe(
+        COUNTS_METRIC,
+        F.count(F.lit(1)).alias("records"),
+        F.sum((F.col("value") == "a").cast("int")).alias("dead_lettered"),
+    )
+    query = (
+        observed.writeStream.queryName("listened")
+        .format("noop")
+        .option("checkpointLocation", str(tmp_path / "cp"))
+        .start()
+    )
+    try:
+        query.processAllAvailable()
+        # Progress events reach the listener asynchronously, after the batch ended.
+        deadline = time.monotonic() + 60
+        while (tracker.status.get("progress") or {}).get("batch_id") != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        query.stop()
+        spark.streams.removeListener(listener)
+    status = StateStore(str(tmp_path / "state")).read_status()
+    assert status is not None
+    assert (status["query_id"], status["run_id"]) == (str(query.id), str(query.runId))
+    assert status["progress"]["batch_id"] == 1
+    assert status["totals"] == {"records_in": 5, "records_scored": 4, "records_dead_lettered": 1}
