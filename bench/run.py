@@ -257,9 +257,10 @@ def section_throughput(bench: Bench) -> dict[str, Any]:
 def section_latency(bench: Bench) -> dict[str, Any]:
     from bench import latency
     from bench.queries import make_spec
+    from job.runtime.publish import load_serving_model
     from job.runtime.query import start_query
 
-    args, spark, model = bench.args, bench.spark, bench.model
+    args, spark = bench.args, bench.spark
     texts_path = bench.workdir / "latency-texts.json"
     texts_path.write_text(json.dumps(bench.texts[:20_000]))
     result: dict[str, Any] = {}
@@ -278,10 +279,15 @@ def section_latency(bench: Bench) -> dict[str, Any]:
         kafka_io.delete_topics(bench.bootstrap, [topics.source, topics.target, topics.dead_letter])
         return stats
 
+    def served(spec: Any) -> Any:
+        # As `run` loads it for this trigger (job.runtime.publish.load_serving_model): coefficients as saved
+        # (sparse) for a processing-time or real-time trigger, dense for available_now.
+        return load_serving_model(spark, args.model, spec.options)
+
     micro: dict[str, Any] = {"trigger": "micro-batch, processing_time 0 seconds", "query": "start_query (as shipped)"}
     try:
         topics, spec = spec_for("micro_batch", {"processing_time": "0 seconds"})
-        query = start_query(spark, spec, model)
+        query = start_query(spark, spec, served(spec))
         error = latency.wait_started(query, settle_s=2)
         if error:
             raise RuntimeError(f"the micro-batch query failed to start: {error}")
@@ -298,7 +304,7 @@ def section_latency(bench: Bench) -> dict[str, Any]:
     }
     try:
         topics, spec = spec_for("real_time", {"real_time": interval})
-        query = start_query(spark, spec, model)
+        query = start_query(spark, spec, served(spec))
         error = latency.wait_started(query)
         if error:
             raise RuntimeError(f"the real-time query failed to start: {error}")

@@ -40,6 +40,7 @@ def model_info(model: LoadedModel) -> scoring.ModelInfo:
         predicted_label_column=model.predicted_label_column,
         fillers=tuple(sorted(model.facts.known_values.items())),
         features_column=features if reads_text else None,
+        bias=scoring.zero_features_output(classifier, features) if reads_text and features else None,
         threshold=decision_threshold(classifier),
     )
 

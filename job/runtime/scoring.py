@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
@@ -93,11 +94,12 @@ RECORD_FIELDS = ("prediction", "predictedLabel", "probability", "modelName", "mo
 _RAW_TEXT = "_raw_text"
 _UTF8 = "_utf8"
 _JSON = "_json"
-_SKELETON = "_skeleton"
-_FIRST = "_first"
-_LAST = "_last"
+_FLAT = "_flat"
+_HAPPY = "_happy"
+_VERDICT = "_verdict"
 _LONE = "_lone"
-_SHAPE = "_shape"
+_FEATURELESS = "_featureless"
+_PROBABILITY = "_probability_of_label"
 
 
 def _node(field: InputField) -> str:
@@ -153,6 +155,9 @@ class ModelInfo:
     # For a binary classifier, the probability of label index 1 above which it predicts index 1
     # (`model.decision_threshold`); None for more classes. Each scored record carries it.
     threshold: float | None = None
+    # (prediction, probability of it) of the classifier for an all-zero feature vector (`zero_features_output`):
+    # a row scored otherwise has a feature, so only rows scored exactly so are looked at for NO_FEATURES.
+    bias: tuple[float, float] | None = None
 
     def filler(self, field: InputField) -> str | int | float | bool:
         return dict(self.fillers).get(field.name, _FILLERS[field.type])
@@ -178,9 +183,10 @@ def parse_messages(
         raw = F.col(VALUE)
         text = F.col(_RAW_TEXT)
         utf8 = F.col(_UTF8)
-        # Each step is its own select, so the parsed JSON, the skeleton and each field's node are computed
-        # once per row and then referenced; written as one expression, Spark would inline them into every
-        # check. An oversized value is not even read as text: none of the later work is done for it.
+        json = F.col(_JSON)
+        # Each step is its own select, so the parsed JSON and each field's node are computed once per row and
+        # then referenced; written as one expression, Spark would inline them into every check. An oversized
+        # value is not even read as text: none of the later work is done for it.
         sized = df.select(
             *kafka_columns, F.when(F.octet_length(raw) <= max_message_bytes, raw.cast("string")).alias(_RAW_TEXT)
         )
@@ -188,13 +194,10 @@ def parse_messages(
         parsed = checked.select(
             "*",
             F.when(utf8, F.try_parse_json(text)).alias(_JSON),
-            F.when(utf8, strict_json.skeleton(text)).alias(_SKELETON),
-            F.when(utf8, strict_json.first_char(text)).alias(_FIRST),
-            F.when(utf8, strict_json.last_char(text)).alias(_LAST),
+            F.when(utf8, strict_json.flat_object(text)).alias(_FLAT),
             F.when(utf8, strict_json.has_lone_surrogate(text)).alias(_LONE),
         )
-        shaped = parsed.select("*", strict_json.shape(F.col(_SKELETON)).alias(_SHAPE))
-        nodes = shaped.select(
+        nodes = parsed.select(
             "*", *[F.try_variant_get(_JSON, f"$.{f.name}", "variant").alias(_node(f)) for f in fields]
         )
         typed = nodes.select(
@@ -203,94 +206,136 @@ def parse_messages(
             *[F.try_variant_get(_node(f), "$", f.type).alias(_typed(f)) for f in fields],
         )
 
-        json = F.col(_JSON)
-        shape = F.col(_SHAPE)
-        # Well formed, duplicate keys and lone surrogates aside: the Variant parser took it, or it refused
-        # it and a lenient parse of the same text, held to strict quoting, takes it.
-        well_formed = json.isNotNull() | (~shape["quotes"] & strict_json.lenient_parse_ok(text))
-        ends_right = strict_json.ends_after_first_value(text, F.col(_FIRST), F.col(_LAST), shape)
-        checks: list[tuple[Column, str, Column]] = [
-            (raw.isNull(), TOMBSTONE, F.lit("the message has no value (a tombstone)")),
-            (
-                F.octet_length(raw) > max_message_bytes,
-                OVERSIZED,
-                F.format_string(f"the value is %d bytes, over the limit of {max_message_bytes}", F.octet_length(raw)),
-            ),
-            (~utf8, INVALID_UTF8, F.lit("the value is not valid UTF-8")),
-            (
-                strict_json.starts_with_bom(text),
-                BYTE_ORDER_MARK,
-                F.lit("the value starts with a byte order mark (U+FEFF), which JSON does not allow"),
-            ),
-            (
-                shape["depth"] > strict_json.MAX_DEPTH,
-                TOO_DEEP,
-                F.format_string(
-                    f"the value nests arrays and objects %d deep, over the parser's limit of {strict_json.MAX_DEPTH}",
-                    shape["depth"],
-                ),
-            ),
-            (
-                ~(well_formed & ends_right),
-                NOT_JSON,
-                F.when(
-                    well_formed, F.lit("the value is not valid JSON: more than whitespace follows the first value")
-                ).otherwise(F.lit("the value is not valid JSON")),
-            ),
-            (
-                F.col(_LONE),
-                LONE_SURROGATE,
-                F.lit("the value has a \\u escape of half a surrogate pair without the other half"),
-            ),
-            # Well formed, no lone surrogate, and still refused by the Variant parser: a key twice in one object.
-            (json.isNull(), DUPLICATE_KEY, F.lit("a JSON object in the value has the same key twice")),
-            (F.col(_FIRST) != "{", NOT_AN_OBJECT, F.lit("the JSON value is not an object")),
-        ]
+        def field_ok(field: InputField) -> Column:
+            return _json_type_ok(field, F.col(_json_type(field))) & F.col(_typed(field)).isNotNull()
+
+        # The hot path: a flat object (its own two brackets only, JSON whitespace around them) that parsed, with
+        # good fields, passes every check below; these few cheap tests say so without the rest.
+        happy = utf8 & json.isNotNull() & F.col(_FLAT) & ~F.col(_LONE)
         for field in fields:
-            json_type = F.col(_json_type(field))
-            checks += [
-                (F.col(_node(field)).isNull(), MISSING_FIELD, F.lit(f"field '{field.name}' is missing")),
-                (json_type == "VOID", NULL_FIELD, F.lit(f"field '{field.name}' is null")),
-                (
-                    ~_json_type_ok(field, json_type) | F.col(_typed(field)).isNull(),
-                    WRONG_TYPE,
-                    F.format_string(
-                        f"field '{field.name}' must be {_TYPE_WORDS[field.type]}"
-                        + (" from -2147483648 to 2147483647" if field.type == "integer" else "")
-                        + ", found %s",
-                        # "object" and "array", not their whole schema: the reason stays short.
-                        F.regexp_replace(F.lower(json_type), "<.*", ""),
-                    ),
-                ),
-            ]
+            happy = happy & field_ok(field)
         if text_field is not None:
-            text = F.col(_typed(text_field))
-            checks += [
+            value = F.col(_typed(text_field))
+            happy = happy & (F.char_length(value) <= max_text_length) & ~empty_text(value)
+        screened = typed.select("*", F.coalesce(happy, F.lit(False)).alias(_HAPPY))
+
+        def classify(shape: Column) -> Column:
+            """struct(code, reason) of the first failing check, for a row off the hot path (null: none fails)."""
+            first, last = strict_json.first_char(text), strict_json.last_char(text)
+            # Well formed, duplicate keys and lone surrogates aside: the Variant parser took it, or it refused
+            # it and a lenient parse of the same text, held to strict quoting, takes it.
+            well_formed = json.isNotNull() | (~shape["quotes"] & strict_json.lenient_parse_ok(text))
+            ends_right = strict_json.ends_after_first_value(text, first, last, shape)
+            checks: list[tuple[Column, str, Column]] = [
+                (raw.isNull(), TOMBSTONE, F.lit("the message has no value (a tombstone)")),
                 (
-                    F.char_length(text) > max_text_length,
-                    TEXT_TOO_LONG,
+                    F.octet_length(raw) > max_message_bytes,
+                    OVERSIZED,
                     F.format_string(
-                        f"field 'text' has %d characters, over the limit of {max_text_length}", F.char_length(text)
+                        f"the value is %d bytes, over the limit of {max_message_bytes}", F.octet_length(raw)
                     ),
                 ),
-                # An empty text has nothing to classify; scoring it would only report the model's bias.
-                (text.rlike(_ONLY_WHITESPACE), EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
+                (~utf8, INVALID_UTF8, F.lit("the value is not valid UTF-8")),
+                (
+                    strict_json.starts_with_bom(text),
+                    BYTE_ORDER_MARK,
+                    F.lit("the value starts with a byte order mark (U+FEFF), which JSON does not allow"),
+                ),
+                (
+                    shape["depth"] > strict_json.MAX_DEPTH,
+                    TOO_DEEP,
+                    F.format_string(
+                        "the value nests arrays and objects %d deep, over the parser's limit of "
+                        f"{strict_json.MAX_DEPTH}",
+                        shape["depth"],
+                    ),
+                ),
+                (~well_formed, NOT_JSON, F.lit("the value is not valid JSON")),
+                (
+                    ~ends_right,
+                    NOT_JSON,
+                    F.lit("the value is not valid JSON: more than whitespace follows the first value"),
+                ),
+                (
+                    F.col(_LONE),
+                    LONE_SURROGATE,
+                    F.lit("the value has a \\u escape of half a surrogate pair without the other half"),
+                ),
+                # Well formed, no lone surrogate, and still refused by the Variant parser: a key twice in an object.
+                (json.isNull(), DUPLICATE_KEY, F.lit("a JSON object in the value has the same key twice")),
+                (first != "{", NOT_AN_OBJECT, F.lit("the JSON value is not an object")),
             ]
-        code = F.lit(None).cast("string")
-        reason = F.lit(None).cast("string")
-        for condition, error, sentence in reversed(checks):
-            code = F.when(condition, F.lit(error)).otherwise(code)
-            reason = F.when(condition, sentence).otherwise(reason)
-        with_errors = typed.select("*", code.alias(ERROR_CODE))
-        valid = F.col(ERROR_CODE).isNull()
-        return with_errors.select(
+            for field in fields:
+                json_type = F.col(_json_type(field))
+                checks += [
+                    (F.col(_node(field)).isNull(), MISSING_FIELD, F.lit(f"field '{field.name}' is missing")),
+                    (json_type == "VOID", NULL_FIELD, F.lit(f"field '{field.name}' is null")),
+                    (
+                        ~field_ok(field),
+                        WRONG_TYPE,
+                        F.format_string(
+                            f"field '{field.name}' must be {_TYPE_WORDS[field.type]}"
+                            + (" from -2147483648 to 2147483647" if field.type == "integer" else "")
+                            + ", found %s",
+                            # "object" and "array", not their whole schema: the reason stays short.
+                            F.regexp_replace(F.lower(json_type), "<.*", ""),
+                        ),
+                    ),
+                ]
+            if text_field is not None:
+                value = F.col(_typed(text_field))
+                checks += [
+                    (
+                        F.char_length(value) > max_text_length,
+                        TEXT_TOO_LONG,
+                        F.format_string(
+                            f"field 'text' has %d characters, over the limit of {max_text_length}",
+                            F.char_length(value),
+                        ),
+                    ),
+                    # An empty text has nothing to classify; scoring it would only report the model's bias.
+                    (empty_text(value), EMPTY_TEXT, F.lit("field 'text' is empty or only whitespace")),
+                ]
+            # The first failing check by its index: each condition is written (and evaluated) once.
+            failed = F.lit(None).cast("int")
+            for index in reversed(range(len(checks))):
+                failed = F.when(checks[index][0], F.lit(index)).otherwise(failed)
+            codes = F.array(*[F.lit(error) for _, error, _ in checks])
+
+            def verdict(index_column: Column) -> Column:
+                reason = F.lit(None).cast("string")
+                for index in reversed(range(len(checks))):
+                    reason = F.when(index_column == index, checks[index][2]).otherwise(reason)
+                return F.struct(F.get(codes, index_column).alias("code"), reason.alias("reason"))
+
+            return F.transform(F.array(failed), verdict)[0]
+
+        # The cold path, for the other rows only. `transform` over a one-element array binds the skeleton's
+        # shape (and then the failing check) to a name, so each is computed once; and a higher-order function
+        # runs outside whole-stage code generation, which keeps the hot path's generated methods small enough
+        # for the JIT (HotSpot does not compile a method over 8,000 bytes of bytecode, and runs it interpreted).
+        classified = screened.select(
+            "*",
+            F.when(
+                ~F.col(_HAPPY), F.transform(F.array(strict_json.shape(strict_json.skeleton(text))), classify)[0]
+            ).alias(_VERDICT),
+        )
+        code = F.col(_VERDICT)["code"]
+        valid = code.isNull()
+        return classified.select(
             *kafka_columns,
             *[F.when(valid, F.col(_typed(f))).alias(f.name) for f in fields],
-            ERROR_CODE,
-            F.when(~valid, reason).alias(ERROR_REASON),
+            code.alias(ERROR_CODE),
+            F.col(_VERDICT)["reason"].alias(ERROR_REASON),
         )
 
     return transform
+
+
+def empty_text(text: Column) -> Column:
+    """EMPTY_TEXT: only whitespace (Unicode White_Space) and NUL, or nothing."""
+    # A text that starts with a printable ASCII character is not empty: most do, and skip the regex.
+    return F.when(F.substring(text, 1, 1).between("!", "~"), F.lit(False)).otherwise(text.rlike(_ONLY_WHITESPACE))
 
 
 def require_strict_variant_conf(spark: SparkSession) -> None:
@@ -346,7 +391,18 @@ def score(model: PipelineModel, info: ModelInfo, no_features: bool = True) -> Ca
         )
         code, reason = F.col(ERROR_CODE), F.col(ERROR_REASON)
         if features_col is not None:
-            featureless = code.isNull() & ~has_a_feature(F.col(features_col))
+            # A vector with no non-zero entry gets the bias's prediction and probability, bit for bit; only a row
+            # that does (almost never a text with features) has its vector looked at, as text.
+            same_as_bias = F.lit(True)
+            if info.bias is not None:
+                same_as_bias = (prediction == info.bias[0]) & (F.col(_PROBABILITY) == info.bias[1])
+            # Its own projection: code and reason both read it, and inside their conditions Spark would compute
+            # it twice (subexpression elimination leaves conditional branches alone).
+            scored = scored.select("*", probability.alias(_PROBABILITY)).select(
+                "*", (code.isNull() & same_as_bias & ~has_a_feature(F.col(features_col))).alias(_FEATURELESS)
+            )
+            probability = F.col(_PROBABILITY)
+            featureless = F.col(_FEATURELESS)
             code = F.when(featureless, F.lit(NO_FEATURES)).otherwise(code)
             reason = F.when(
                 featureless,
@@ -369,29 +425,23 @@ def score(model: PipelineModel, info: ModelInfo, no_features: bool = True) -> Ca
 
 
 def _kept_bytes(column: Column, limit: int) -> dict[str, Column]:
-    """The original bytes for a dead letter: at most `limit` of them, with their length and digest.
+    """The original bytes for a dead letter: all of them up to `limit`, else the first `limit`; length, digest.
 
-    The kept bytes are text when they are valid UTF-8, otherwise base64. A valid UTF-8 original that is
-    cut is cut before the character the limit falls in, so its prefix is still text.
+    Whole originals that are valid UTF-8 are kept as text, everything else (a cut prefix included, which may
+    end inside a character) as base64. Kept small on purpose: this code runs inside the query's generated
+    code, and HotSpot does not compile a generated method over 8,000 bytes of bytecode (it then runs
+    interpreted, several times slower), so the whole record shaping must stay well below that.
     """
-    length = F.octet_length(column)
-    truncated = length > limit
-    whole_text = F.try_validate_utf8(column.cast("string"))
-    prefix_text = F.coalesce(
-        *[F.try_validate_utf8(F.substring(column, 1, limit - back).cast("string")) for back in range(4)]
-    )
-    kept_text = F.when(truncated, prefix_text).otherwise(whole_text)
-    kept_bytes = F.when(truncated, F.substring(column, 1, limit)).otherwise(column)
-    missing = column.isNull()
+    truncated = F.octet_length(column) > limit
+    text = F.when(~truncated, F.try_validate_utf8(column.cast("string")))
+    # Spark's base64 breaks lines every 76 characters when spark.sql.chunkBase64String.enabled (the
+    # default): a MIME habit, not base64 as JSON consumers decode it, so the line breaks go.
+    encoded = F.regexp_replace(F.base64(F.substring(column, 1, limit)), r"[\r\n]", "")
     return {
-        # Spark's base64 breaks lines every 76 characters when spark.sql.chunkBase64String.enabled (the
-        # default): a MIME habit, not base64 as JSON consumers decode it, so the line breaks go.
-        "": F.when(missing, F.lit(None))
-        .when(kept_text.isNotNull(), kept_text)
-        .otherwise(F.regexp_replace(F.base64(kept_bytes), r"[\r\n]", "")),
-        "Encoding": F.when(missing, F.lit(None)).when(kept_text.isNotNull(), F.lit("utf-8")).otherwise(F.lit("base64")),
-        "Bytes": length,
-        "Truncated": F.when(missing, F.lit(None)).otherwise(truncated),
+        "": F.coalesce(text, encoded),
+        "Encoding": F.when(column.isNotNull(), F.when(text.isNotNull(), F.lit("utf-8")).otherwise(F.lit("base64"))),
+        "Bytes": F.octet_length(column),
+        "Truncated": truncated,
         "Sha256": F.sha2(column, 256),
     }
 
@@ -510,3 +560,36 @@ def scoring_pipeline(
         )
 
     return transform
+
+
+def zero_features_output(stage: Any, features_col: str) -> tuple[float, float] | None:
+    """(prediction, probability of it) of a classifier for an all-zero feature vector, or None.
+
+    Run once on the driver when the query is built (a one-row DataFrame), not per row or batch. None when the
+    stage does not say its vector size, has no probabilities, or answers NaN: then every row's vector is
+    looked at.
+    """
+    from pyspark.ml.linalg import Vectors
+
+    spark = SparkSession.getActiveSession()
+    size = getattr(stage, "numFeatures", None)
+    if spark is None or not isinstance(size, int) or size <= 0 or not stage.hasParam("probabilityCol"):
+        return None
+    zero = spark.createDataFrame([(Vectors.sparse(size, [], []),)], [features_col])
+    prediction_col = stage.getOrDefault("predictionCol")
+    rows = (
+        stage.transform(zero)
+        .select(
+            F.col(prediction_col).alias("prediction"),
+            F.get(
+                vector_to_array(F.col(stage.getOrDefault("probabilityCol"))), F.col(prediction_col).cast("int")
+            ).alias("probability"),
+        )
+        .collect()
+    )
+    if not rows or rows[0].prediction is None or rows[0].probability is None:
+        return None
+    prediction, probability = float(rows[0].prediction), float(rows[0].probability)
+    if prediction != prediction or probability != probability:  # NaN equals nothing, not even itself
+        return None
+    return prediction, probability
