@@ -40,6 +40,7 @@ from job.tools import specs
 from job.tools.broker import BrokerConfig, LocalBroker, java_executable
 from job.tools.processes import free_port
 from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics
+from tests.integration.messages import GOOD_TEXTS
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
 
 # Quotes and a backslash prove the JAAS escaping from the spec through Spark's Kafka clients to the broker.
@@ -56,14 +57,7 @@ TRUSTSTORE_PASSWORD = "truststore-pw-" + secrets.token_hex(4)
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 AUTH_HINT = "check the user and password (Event Streams: user 'token' and an API key as the password)"
 
-TWEETS = [
-    "I love this new phone, best purchase ever!",
-    "Worst customer service I have ever had. Never again.",
-    "Just landed in Paris, so excited for the week ahead :)",
-    "My flight got cancelled and I lost my bag. Awful day.",
-    "Thank you all for the birthday wishes, you made my day",
-    "This traffic is killing me, an hour late again",
-]
+TWEETS = GOOD_TEXTS[:6]
 
 
 @pytest.fixture(scope="module")
