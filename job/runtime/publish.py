@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyspark
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from job.runtime import scoring, storage
 from job.runtime.declared import Declared, from_document
@@ -84,6 +85,18 @@ def _sample(name: str, kind: str, facts: PipelineFacts) -> str | int | float | b
     return facts.known_values.get(name, _SAMPLES[kind])
 
 
+def _check_row(spark: SparkSession, value: bytes, offset: int) -> DataFrame:
+    """One Kafka source row for `check_scoring`, all of it literals evaluated in the JVM."""
+    return spark.range(1).select(
+        F.lit(b"check").alias(scoring.KEY),
+        F.lit(value).alias(scoring.VALUE),
+        F.lit(_CHECK_TOPIC).alias(scoring.TOPIC),
+        F.lit(0).alias(scoring.PARTITION),
+        F.lit(offset).cast("long").alias(scoring.OFFSET),
+        F.current_timestamp().alias(scoring.TIMESTAMP),
+    )
+
+
 def check_scoring(spark: SparkSession, model: LoadedModel, options: Options | None = None) -> None:
     """Score one generated message with a value of its type in every input field, and one invalid message, through
     the job's own transforms; refuse the model (ModelError) when that fails or gives anything but a scored record
@@ -97,13 +110,10 @@ def check_scoring(spark: SparkSession, model: LoadedModel, options: Options | No
     sample = {name: _sample(name, kind, model.facts) for name, kind in model.input_fields}
     if isinstance(sample.get(scoring.TEXT_FIELD), str):
         sample[scoring.TEXT_FIELD] = str(sample[scoring.TEXT_FIELD])[: options.max_text_length]
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [
-        (b"check", json.dumps(sample).encode(), _CHECK_TOPIC, 0, 0, now),
-        (b"check", b"{}", _CHECK_TOPIC, 0, 1, now),  # invalid: scored on the fillers, then dead-lettered
-    ]
-    source = spark.createDataFrame(
-        rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+    # Built from literals, not spark.createDataFrame of Python rows: that goes through a Python RDD, which would
+    # start Python workers on a cluster's executors for this one check (the query itself needs none).
+    source = _check_row(spark, json.dumps(sample).encode(), 0).unionByName(
+        _check_row(spark, b"{}", 1)  # invalid: scored on the fillers, then dead-lettered
     )
     info = model_info(model)
     transform = scoring.scoring_pipeline(
@@ -114,6 +124,9 @@ def check_scoring(spark: SparkSession, model: LoadedModel, options: Options | No
         _CHECK_DEAD_LETTERS,
         options.max_text_length,
         options.max_message_bytes,
+        # The generated text may hold no feature of the model's vocabulary (a bigram model, one word): that
+        # says nothing about the model, so NO_FEATURES is not checked here.
+        no_features=False,
     )
     try:
         records = source.transform(transform).collect()

@@ -569,13 +569,16 @@ def zero_features_output(stage: Any, features_col: str) -> tuple[float, float] |
     stage does not say its vector size, has no probabilities, or answers NaN: then every row's vector is
     looked at.
     """
-    from pyspark.ml.linalg import Vectors
+    from pyspark.ml.functions import array_to_vector
 
     spark = SparkSession.getActiveSession()
     size = getattr(stage, "numFeatures", None)
     if spark is None or not isinstance(size, int) or size <= 0 or not stage.hasParam("probabilityCol"):
         return None
-    zero = spark.createDataFrame([(Vectors.sparse(size, [], []),)], [features_col])
+    # From literals in the JVM: spark.createDataFrame of Python rows would go through a Python RDD and start
+    # Python workers on a cluster's executors (the query itself needs none). A zero vector's margin is the
+    # intercept, dense or sparse.
+    zero = spark.range(1).select(array_to_vector(F.array_repeat(F.lit(0.0), size)).alias(features_col))
     prediction_col = stage.getOrDefault("predictionCol")
     rows = (
         stage.transform(zero)

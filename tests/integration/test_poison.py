@@ -23,11 +23,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from job.runtime import skip
-from job.runtime.model import LoadedModel, load_model
+from job.runtime.model import LoadedModel, decision_threshold, load_model
 from job.runtime.query import start_query
 from job.runtime.spec import parse_spec
-from job.runtime.status import FAILED, STOPPED, StateStore, StatusListener, StatusTracker
+from job.runtime.status import FAILED, STOPPED, StateStore
+from job.runtime.values import EXIT_FAILED
 from job.tools import specs
+from job.tools.processes import launch_job, stop_job
 from tests.integration.kafka_utils import Record, assert_eventually, create_topics, read_all, unique_topics
 from tests.integration.messages import GOOD_TEXTS
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
@@ -196,7 +198,7 @@ def test_poison_among_good_tweets_over_several_batches(
         assert record.key == str(doc["id"]).encode()
         assert doc["predictedLabel"] == want[doc["id"]][0]
         assert doc["probability"] == pytest.approx(want[doc["id"]][1], abs=1e-12)
-        assert doc["threshold"] == 0.535
+        assert doc["threshold"] == decision_threshold(model.pipeline.stages[-1])
 
     # Every record fits its topic, the dead letters of the largest poison included.
     for record in out + dead:
@@ -221,13 +223,13 @@ def test_an_unreadable_timestamp_is_named_and_skip_moves_past_exactly_it(
     spec = parse_spec(doc)
 
     store = StateStore(str(tmp_path / "state"))
-    listener = StatusListener(StatusTracker(store, spec.name, lambda text: text), spec.name)
-    spark.streams.addListener(listener)
+    # As an operator runs it: the deployment fails on the record, and says which one and what to do.
+    job = launch_job(["run", "--spec", str(spec_file)], tmp_path / "job.log")
     try:
-        query = start_query(spark, spec, model)
-        assert_eventually(lambda: not query.isActive, 180, "the query to fail on the record")
+        assert_eventually(lambda: job.poll() is not None, 300, "the deployment to fail on the record")
     finally:
-        spark.streams.removeListener(listener)
+        stop_job(job)
+    assert job.returncode == EXIT_FAILED, (tmp_path / "job.log").read_text(errors="replace")[-3000:]
     status = store.read_status()
     assert status is not None and status["state"] == FAILED
     assert status["reason"] == (

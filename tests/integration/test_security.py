@@ -601,6 +601,11 @@ def test_python_debug_logs_go_through_the_scrubbing_filter(
     scrubbed_handler.addFilter(ScrubbingFilter(connection_scrubber([spec.source.connection, spec.target.connection])))
     root = logging.getLogger()
     level = root.level
+    # As `run` sets it at a DEBUG log level (job/runtime/main.py); an earlier in-process `job` command in this
+    # test process may have left py4j's own level at WARNING.
+    py4j = logging.getLogger("py4j")
+    py4j_level = py4j.level
+    py4j.setLevel(logging.DEBUG)
     root.addHandler(raw_handler)
     root.addHandler(scrubbed_handler)
     root.setLevel(logging.DEBUG)
@@ -619,6 +624,7 @@ def test_python_debug_logs_go_through_the_scrubbing_filter(
         root.removeHandler(raw_handler)
         root.removeHandler(scrubbed_handler)
         root.setLevel(level)
+        py4j.setLevel(py4j_level)
     forms = forms_of(user, password)
     assert forms["jaas line as py4j sends it"] in raw.getvalue()
     assert leaks(scrubbed.getvalue(), forms) == []

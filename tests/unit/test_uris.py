@@ -192,8 +192,12 @@ def test_the_query_gets_the_checkpoint_uri_verbatim(spark: SparkSession, monkeyp
 
 
 def test_a_started_query_keeps_its_checkpoint_where_the_uri_points(spark: SparkSession, viewfs: MountedFs) -> None:
+    # Port 1 is closed: the query's first batch waits on Kafka's admin client in a thread Spark does not
+    # interrupt, so its timeouts are short here, or stop() would wait them out (60 s by default).
+    quick = {"kafka.default.api.timeout.ms": "2000", "kafka.request.timeout.ms": "1000"}
     spec = parse_spec(uris_spec(model={"location": viewfs.uri("/models/sentiment-prediction")},
-                                    checkpoint_location=viewfs.uri("/store/checkpoint")))  # fmt: skip
+                                    checkpoint_location=viewfs.uri("/store/checkpoint"),
+                                    options={"kafka": quick}))  # fmt: skip
     model = load_model(spark, spec.model_location)
     query = start_query(spark, spec, model)
     try:
