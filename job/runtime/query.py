@@ -98,8 +98,10 @@ def start_query(
         .transform(counted(spec.dead_letter.topic))
     )
     if tracker is not None:
-        tracker.set_model(model.metadata.name, model.metadata.version)
-        spark.streams.addListener(StatusListener(tracker, spec.name))
+        tracker.set_model(model.metadata.name, model.metadata.version, model.location)
+        if not tracker.listening:  # one listener per tracker: a model swap starts the query again
+            spark.streams.addListener(StatusListener(tracker, spec.name))
+            tracker.listening = True
     sink_extra = dict(spec.options.kafka)
     if spec.dead_letter.connection == spec.target.connection:
         # One sink: each row carries its topic, so scored and dead-letter records of a micro-batch are
