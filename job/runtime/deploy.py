@@ -1,4 +1,5 @@
-"""Running a deployment: start-up checks, the model, the query, and the loop that waits for a stop or a failure.
+"""Running a deployment: start-up checks, the model, the query, and the loop that waits for a stop, a failure or a
+model change (`job update`, whose mechanics are in `job.runtime.update`).
 
 `stop_at_batch_boundary` is the one way the job stops a query gracefully (the run loop and a model swap use it).
 """
@@ -25,13 +26,14 @@ from job.runtime.cluster_check import StartupError, check_topics
 from job.runtime.connection import loggable, sink_options, source_options
 from job.runtime.failures import full_text, short_reason
 from job.runtime.health import HEARTBEAT_INTERVAL_S, heartbeat_bound_s, interval_seconds
-from job.runtime.model import ModelError
+from job.runtime.model import LoadedModel, ModelError
 from job.runtime.publish import load_serving_model
 from job.runtime.query import start_query
 from job.runtime.secrets import REDACTED
 from job.runtime.session import deployment_session
 from job.runtime.status import FAILED, INITIALIZING, STOPPED, StateStore, StatusTracker, now_iso
 from job.runtime.stopping import ProcessWatch, StopRequest
+from job.runtime.update import ModelUpdates, serving_location
 from job.runtime.values import EXIT_FAILED, EXIT_OK, DeploymentSpec, Topic
 
 logger = logging.getLogger(__name__)
@@ -141,7 +143,7 @@ def run(
         spark = deployment_session(spec)
         supervisor.ping = _jvm_ping(spark)
         if spec.state_location is not None and not local_state:
-            tracker.store = StateStore(spec.state_location, spark)
+            tracker.attach(StateStore(spec.state_location, spark))
             supervisor.attach_store()
             tracker.set_state(INITIALIZING)
         if stop.is_set():
@@ -150,11 +152,13 @@ def run(
         check_topics(spec, spark)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
-        model = load_serving_model(spark, spec.model_location, spec.options)
+        model = load_serving_model(spark, model_to_serve(spec, tracker), spec.options)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
+        updates = model_updates(spark, spec, tracker, stop, started_s)
+        updates.begin(model)
         query = start_query(spark, spec, model, tracker)
-        return serve(query, spec, tracker, stop)
+        return serve(query, spec, tracker, stop, updates)
     except (StartupError, ModelError) as exc:
         reason = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         tracker.set_state(FAILED, reason)
@@ -168,14 +172,64 @@ def run(
             spark.stop()
 
 
-def serve(query: StreamingQuery, spec: DeploymentSpec, tracker: StatusTracker, stop: StopRequest) -> int:
-    """Wait until the query ends by itself (a failure raises) or a stop is asked for; then stop at a batch boundary."""
+def model_to_serve(spec: DeploymentSpec, tracker: StatusTracker) -> str:
+    """The spec's model.location, unless the status document names the model that served last: a restart (after a
+    crash, a stop, or `job update`) goes on with that one, so a replayed batch is scored by the model that scored
+    it, and a change made with `job update` outlives the run."""
+    resumed = serving_location(tracker.status)
+    if resumed is None:
+        return spec.model_location
+    if resumed != spec.model_location:
+        logger.info(
+            "serving the model at %s, the last one the model history in the state folder (%s) names, instead of the "
+            "spec's model.location %s; `job update` changes it",
+            resumed,
+            spec.state_location,
+            spec.model_location,
+        )
+    else:
+        logger.info("serving the model at %s, the last one the model history in the state folder names", resumed)
+    return resumed
+
+
+def model_updates(
+    spark: SparkSession, spec: DeploymentSpec, tracker: StatusTracker, stop: StopRequest, run_started_s: float
+) -> ModelUpdates[StreamingQuery, LoadedModel]:
+    """`job update`'s mechanics for this run: the full check, the stop at a batch boundary, the same query again."""
+
+    def stop_for_swap(query: StreamingQuery) -> None:
+        stop_at_batch_boundary(query)  # no stop_limit: a swap never cancels a batch
+        _fold_last_progress(query, tracker)
+
+    return ModelUpdates(
+        tracker,
+        run_started_s,
+        check=lambda location: load_serving_model(spark, location, spec.options),
+        stop=stop_for_swap,
+        start=lambda model: start_query(spark, spec, model, tracker),
+        stopping=stop.is_set,
+    )
+
+
+def serve(
+    query: StreamingQuery,
+    spec: DeploymentSpec,
+    tracker: StatusTracker,
+    stop: StopRequest,
+    updates: ModelUpdates[StreamingQuery, LoadedModel] | None = None,
+) -> int:
+    """Wait until the query ends by itself (a failure raises) or a stop is asked for, handling model changes
+    meanwhile; then stop at a batch boundary."""
     while not stop.wait(0.0):
         if query.awaitTermination(1):
             # Ended without an exception: an available_now trigger that read everything, or a stop from outside.
             tracker.set_state(STOPPED, "the query ended: no more input for its trigger")
             return EXIT_OK
+        if updates is not None:
+            query = updates.poll(query)
     why = stop.reason or "a stop was asked for"
+    if updates is not None:
+        updates.refuse_pending(f"the deployment is stopping ({why})")
     tracker.set_reason(f"stopping after the batch in flight ({why})")
     limit = spec.options.stop_limit
     outcome = stop_at_batch_boundary(query, limit_s=None if limit is None else interval_seconds(limit))
