@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from job.runtime import control, main
+from job.runtime.deploy import model_to_serve
 from job.runtime.connection import connection_scrubber
 from job.runtime.health import parse_time
 from job.runtime.model import ModelError
@@ -617,3 +618,23 @@ def test_job_status_shows_the_last_update_and_the_history(deployment: FakeDeploy
     assert history_lines({"models": [{**status["models"][1], "first_batch": None}]})[0].endswith(
         "  no batch yet  /models/b"
     )
+
+
+# -- a restart -------------------------------------------------------------------------------------------------
+
+
+def test_a_restart_serves_the_model_the_history_names_and_says_so(
+    deployment: FakeDeployment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    topics = {"in": "in", "out": "out", "dlq": "dlq"}
+    spec = specs.build_spec(specs.spec_document("dep", topics, tmp_path / "cp", model=A.location, state=tmp_path))
+    assert model_to_serve(spec, tracker_at(tmp_path / "never-ran")) == A.location  # no history: the spec's
+    updates, query = started(deployment)
+    ask(tmp_path, B.location)
+    updates.poll(query)
+    caplog.set_level("INFO", logger="job.runtime.deploy")
+    assert model_to_serve(spec, tracker_at(tmp_path)) == B.location
+    assert caplog.messages == [
+        f"serving the model at {B.location}, the last one the model history in the state folder ({tmp_path}) "
+        f"names, instead of the spec's model.location {A.location}; `job update` changes it"
+    ]
