@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from job.runtime import control, main
-from job.runtime.deploy import model_to_serve
 from job.runtime.connection import connection_scrubber
+from job.runtime.deploy import model_to_serve
 from job.runtime.health import parse_time
 from job.runtime.model import ModelError
 from job.runtime.secrets import Secret
