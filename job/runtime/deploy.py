@@ -223,7 +223,10 @@ def serve(
     while not stop.wait(0.0):
         if query.awaitTermination(1):
             # Ended without an exception: an available_now trigger that read everything, or a stop from outside.
-            tracker.set_state(STOPPED, "the query ended: no more input for its trigger")
+            ended = "the query ended: no more input for its trigger"
+            if updates is not None:
+                updates.refuse_pending(ended)
+            tracker.set_state(STOPPED, ended)
             return EXIT_OK
         if updates is not None:
             query = updates.poll(query)
