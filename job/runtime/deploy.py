@@ -33,7 +33,7 @@ from job.runtime.secrets import REDACTED
 from job.runtime.session import deployment_session
 from job.runtime.status import FAILED, INITIALIZING, STOPPED, StateStore, StatusTracker, now_iso
 from job.runtime.stopping import ProcessWatch, StopRequest
-from job.runtime.update import ModelUpdates, serving_location
+from job.runtime.update import ModelUpdates, PointerWatch, serving_location
 from job.runtime.values import EXIT_FAILED, EXIT_OK, DeploymentSpec, Topic
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def describe(spec: DeploymentSpec) -> dict[str, Any]:
         "input": connection(spec.source),
         "output": connection(spec.target),
         "dead_letter": connection(spec.dead_letter),
-        "model": {"location": spec.model_location},
+        "model": {"location": spec.model_location, **({"watch": spec.model_watch} if spec.model_watch else {})},
         "checkpoint_location": spec.checkpoint_location,
         "state_location": spec.state_location,
         "options": {
@@ -201,6 +201,7 @@ def model_updates(
         stop_at_batch_boundary(query)  # no stop_limit: a swap never cancels a batch
         _fold_last_progress(query, tracker)
 
+    pointer = spec.model_watch
     return ModelUpdates(
         tracker,
         run_started_s,
@@ -208,6 +209,7 @@ def model_updates(
         stop=stop_for_swap,
         start=lambda model: start_query(spark, spec, model, tracker),
         stopping=stop.is_set,
+        watch=None if pointer is None else PointerWatch(pointer, lambda: storage.read_text(spark, pointer)),
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ REQUEST_FILE = "update-requested.json"
 CHECKING, SERVING, REFUSED = "CHECKING", "SERVING", "REFUSED"
 # The history is for people and for a restart (which reads its last entry); a bound keeps the document small.
 MAX_HISTORY = 100
+# How often a deployment with `model.watch` reads its pointer file.
+WATCH_INTERVAL_S = 5.0
 
 
 class UpdateRequestError(ValueError):
@@ -226,6 +229,48 @@ def _fields(fields: Sequence[tuple[str, str]]) -> str:
     return "[" + ", ".join(f"{name} {kind}" for name, kind in fields) + "]"
 
 
+class PointerWatch:
+    """`model: {watch: POINTER}`: a file whose content is a model location. Read every `interval_s`; a change of its
+    content to a location other than the serving one is a request like `job update`'s (id `watch-…`), made once:
+    a refused location is tried again only after the pointer changes again."""
+
+    def __init__(
+        self,
+        pointer: str,
+        read: Callable[[], str | None],
+        interval_s: float = WATCH_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pointer = pointer
+        self._read = read
+        self._interval_s = interval_s
+        self._clock = clock
+        self._next = -float("inf")
+        self._seen: str | None = None
+        self._failing = False
+
+    def due_request(self, serving_location: str) -> UpdateRequest | None:
+        now = self._clock()
+        if now < self._next:
+            return None
+        self._next = now + self._interval_s
+        try:
+            text = self._read()
+        except Exception as exc:  # the pointer's storage: say so once, keep serving, read it again next time
+            if not self._failing:
+                logger.warning("cannot read the model pointer %s: %s", self.pointer, type(exc).__name__)
+            self._failing = True
+            return None
+        self._failing = False
+        location = (text or "").strip()
+        if not location or location == self._seen:
+            return None
+        self._seen = location
+        if location == serving_location:
+            return None
+        return UpdateRequest(id=f"watch-{uuid.uuid4().hex[:8]}", model=location, requested_at=now_iso())
+
+
 # -- the deployment's side ---------------------------------------------------------------------------------
 
 
@@ -257,8 +302,10 @@ class ModelUpdates(Generic[Q, M]):
         stop: Callable[[Q], None],
         start: Callable[[M], Q],
         stopping: Callable[[], bool] = lambda: False,
+        watch: PointerWatch | None = None,
     ) -> None:
         self.tracker = tracker
+        self.watch = watch
         self.run_started_s = run_started_s
         self._check = check
         self._stop = stop
@@ -289,23 +336,38 @@ class ModelUpdates(Generic[Q, M]):
         self.tracker.edit(change)
 
     def poll(self, query: Q) -> Q:
-        """Handle a pending request, if there is one; the query that serves afterwards (a new one after a swap)."""
+        """Handle a pending request (`job update`'s, or a change of the watched pointer), if there is one; the query
+        that serves afterwards (a new one after a swap)."""
+        request = self._requested()
+        if request is None and self.watch is not None and self.model is not None:
+            request = self.watch.due_request(self.model.location)
+            problem = None if request is None else location_problem(request.model)
+            if request is not None and problem is not None:
+                # Its content stays out of the status and the log: it may hold what the problem is about.
+                hidden = UpdateRequest(request.id, f"the location in {self.watch.pointer}", request.requested_at)
+                self._refuse(hidden, problem)
+                return query
+            if request is not None:
+                logger.info("the model pointer %s names %s", self.watch.pointer, request.model)
+        return query if request is None else self.handle(request, query)
+
+    def _requested(self) -> UpdateRequest | None:
+        """`job update`'s request from the state folder, removed from it: answered from here on in the status."""
         store = self.tracker.store
         if store is None:
-            return query
+            return None
         try:
             request = read_request(store)
         except UpdateRequestError as exc:
             logger.warning("removed %s from the state folder: it is not an update request (%s)", REQUEST_FILE, exc)
             store.delete(REQUEST_FILE)
-            return query
+            return None
         except Exception as exc:  # the state folder's storage: say so, keep serving, try again next time
             logger.warning("could not read %s: %s", REQUEST_FILE, type(exc).__name__)
-            return query
-        if request is None:
-            return query
-        withdraw(store, request.id)  # answered from here on in the status document
-        return self.handle(request, query)
+            return None
+        if request is not None:
+            withdraw(store, request.id)
+        return request
 
     def handle(self, request: UpdateRequest, query: Q) -> Q:
         """Check the requested model while `query` keeps scoring; swap at a batch boundary, or refuse and keep it."""

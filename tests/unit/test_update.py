@@ -23,6 +23,7 @@ from job.runtime.status import StateStore, StatusTracker
 from job.runtime.update import (
     REQUEST_FILE,
     ModelUpdates,
+    PointerWatch,
     UpdateRequest,
     UpdateRequestError,
     answer_for,
@@ -95,9 +96,15 @@ class FakeDeployment:
         self.tracker.set_model(model.name, model.version, model.location)  # as start_query does
         return FakeQuery(f"run-{self.runs}", model)
 
-    def updates(self) -> ModelUpdates[FakeQuery, FakeModel]:
+    def updates(self, watch: PointerWatch | None = None) -> ModelUpdates[FakeQuery, FakeModel]:
         return ModelUpdates(
-            self.tracker, self.run_started_s, self.check, self.stop, self.start, stopping=lambda: self.stopping
+            self.tracker,
+            self.run_started_s,
+            self.check,
+            self.stop,
+            self.start,
+            stopping=lambda: self.stopping,
+            watch=watch,
         )
 
 
@@ -638,3 +645,115 @@ def test_a_restart_serves_the_model_the_history_names_and_says_so(
         f"serving the model at {B.location}, the last one the model history in the state folder ({tmp_path}) "
         f"names, instead of the spec's model.location {A.location}; `job update` changes it"
     ]
+
+
+# -- watch mode ------------------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_spec_takes_a_pointer_to_watch(tmp_path: Path) -> None:
+    topics = {"in": "in", "out": "out", "dlq": "dlq"}
+    document = specs.spec_document("dep", topics, tmp_path / "cp", model="/models/a")
+    assert specs.build_spec(document).model_watch is None
+    watched = specs.build_spec({**document, "model": {"location": "/models/a", "watch": "/pointers/dep"}})
+    assert (watched.model_location, watched.model_watch) == ("/models/a", "/pointers/dep")
+
+
+def test_the_pointer_is_read_every_interval_and_a_change_is_asked_for_once() -> None:
+    content = {"text": "/models/a\n"}
+    reads: list[float] = []
+    clock = Clock()
+
+    def read() -> str | None:
+        reads.append(clock.now)
+        return content["text"]
+
+    watch = PointerWatch("/pointers/dep", read, interval_s=5.0, clock=clock)
+    assert watch.due_request("/models/a") is None  # it names the serving model
+    clock.now = 3.0
+    content["text"] = "/models/b\n"
+    assert watch.due_request("/models/a") is None  # not yet due: not read
+    clock.now = 5.0
+    request = watch.due_request("/models/a")
+    assert request is not None and request.model == "/models/b" and request.id.startswith("watch-")
+    clock.now = 10.0
+    assert watch.due_request("/models/a") is None  # the same content: asked for once (refused, say)
+    content["text"] = "/models/a"
+    clock.now = 15.0
+    assert watch.due_request("/models/a") is None  # back to the serving one: nothing to do
+    content["text"] = "/models/b"
+    clock.now = 20.0
+    again = watch.due_request("/models/a")
+    assert again is not None and again.model == "/models/b"
+    assert reads == [0.0, 5.0, 10.0, 15.0, 20.0]
+
+
+def test_a_pointer_that_cannot_be_read_or_is_empty_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    outcomes: list[str | Exception | None] = [OSError("gone"), OSError("gone"), None, "  \n", "/models/b"]
+
+    def read() -> str | None:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    watch = PointerWatch("/pointers/dep", read, interval_s=1.0, clock=clock)
+    found = []
+    for second in range(5):
+        clock.now = float(second)
+        found.append(watch.due_request("/models/a"))
+    assert found[:4] == [None, None, None, None]
+    assert found[4] is not None and found[4].model == "/models/b"
+    assert caplog.messages == ["cannot read the model pointer /pointers/dep: OSError"]  # once
+
+
+def test_a_changed_pointer_swaps_like_job_update_and_a_refused_one_is_not_retried(
+    deployment: FakeDeployment, tmp_path: Path
+) -> None:
+    pointer = tmp_path / "pointer"
+    pointer.write_text(A.location)
+    clock = Clock()
+    watch = PointerWatch(str(pointer), lambda: pointer.read_text(), interval_s=5.0, clock=clock)
+    updates = deployment.updates(watch)
+    updates.begin(A)
+    query = deployment.start(A)
+    assert updates.poll(query) is query
+    pointer.write_text(B.location + "\n")
+    clock.now = 5.0
+    query = updates.poll(query)
+    assert query == FakeQuery("run-2", B)
+    status = status_of(tmp_path)
+    assert (status["update"]["state"], status["update"]["id"][:6]) == ("SERVING", "watch-")
+    assert [m["version"] for m in status["models"]] == [A.version, B.version]
+    pointer.write_text("/models/nothing")
+    clock.now = 10.0
+    assert updates.poll(query) is query
+    assert status_of(tmp_path)["update"]["state"] == "REFUSED"
+    checks = [c for c in deployment.calls if c[0] == "check"]
+    clock.now = 15.0
+    assert updates.poll(query) is query
+    assert [c for c in deployment.calls if c[0] == "check"] == checks  # not checked again until it changes
+
+
+def test_a_pointer_naming_a_location_with_a_password_is_refused_without_showing_it(
+    deployment: FakeDeployment, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pointer = tmp_path / "pointer"
+    pointer.write_text("s3a://KEY:pa55word@bucket/models/b")
+    watch = PointerWatch(str(pointer), lambda: pointer.read_text(), clock=Clock())
+    updates = deployment.updates(watch)
+    updates.begin(A)
+    query = deployment.start(A)
+    caplog.set_level("INFO")
+    assert updates.poll(query) is query
+    answer = status_of(tmp_path)["update"]
+    assert (answer["state"], answer["model"]) == ("REFUSED", f"the location in {pointer}")
+    assert "pa55word" not in (tmp_path / "status.json").read_text() + "\n".join(caplog.messages)
