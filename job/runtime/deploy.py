@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -416,7 +417,8 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     end instead: its state becomes TERMINATED, which the loop checks only between batches (executeOneBatch starts
     with `if (isActive)`; ProcessingTimeExecutor returns once a batch returns false), exactly as Spark ends an
     available_now query after its last batch. A batch that has begun (micro-batch or real-time) runs to its commit;
-    none starts after. In real-time mode a batch ends at its fixed duration (RealTimeStreamScanExec gives its
+    none starts after. The state is set only while no batch is being planned (`_end_after_current_batch`): Spark
+    checks it once more when a batch's planning ends, and aborts the batch then. In real-time mode a batch ends at its fixed duration (RealTimeStreamScanExec gives its
     tasks an end time when it plans them), so the stop takes up to that duration. A loop that sleeps until its
     next trigger (ProcessingTimeExecutor, in SystemClock.waitTillTime) is woken: no batch runs then, and none
     can start once the state is TERMINATED, so the interrupt meets nothing but the sleep (and Spark's clean-up
@@ -430,7 +432,7 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     logger.info("stopping the query after %s", in_flight)
     try:
         thread = query._jsq.streamingQuery().queryExecutionThread()
-        _end_after_current_batch(query)
+        _end_after_current_batch(query, thread, None if limit_s is None else started + limit_s)
     except Exception as exc:  # Spark's internals moved: say so and fall back to the public API
         logger.warning(
             "cannot ask Spark to end the query between batches (%s); stopping it between triggers instead",
@@ -463,14 +465,90 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     return StopOutcome(True, waited, f"stopped at a batch boundary after {waited:.1f} s")
 
 
-def _end_after_current_batch(query: StreamingQuery) -> None:
-    """Set the query's StreamExecution state to TERMINATED, without cancelling or interrupting anything."""
+def _end_after_current_batch(query: StreamingQuery, thread: Any, deadline: float | None = None) -> None:
+    """Set the query's StreamExecution state to TERMINATED between two batches, without cancelling anything.
+
+    Not at any moment: Spark checks the state once more when a batch's planning is done (MicroBatchExecution.runBatch
+    interrupts its own thread when the query is no longer active), so a state set while a batch is planned (its
+    offsets already in the offset log) aborts it half-written, and a restart writes it again. So the state is set
+    while the query's thread is held where no batch is being planned: Spark's progress lock (`awaitProgressLock`,
+    held by every offset planning, `constructNextBatch`, and taken at every batch's end) is taken here first, and
+    the state is set once the thread waits for it at a batch's end, or waits for its next trigger. A thread that
+    waits for it at the start of a batch (`constructNextBatch`) has begun that batch: it runs, and the state is set
+    at its end. At `deadline` (monotonic) the state is set wherever the thread is: the caller's stop limit cancels
+    the batch then anyway.
+    """
+    if os.environ.get("PYSPARK_PIN_THREAD", "true").lower() == "false":
+        raise RuntimeError("py4j threads are not pinned: a JVM lock taken here could not be released")
     jvm = SparkContext._jvm
     if jvm is None:
         raise RuntimeError("no SparkContext")
     runtime = jvm.org.apache.spark.sql.execution.streaming.runtime
     terminated = getattr(getattr(runtime, "TERMINATED$"), "MODULE$")
-    query._jsq.streamingQuery().state().set(terminated)
+    active = getattr(getattr(runtime, "ACTIVE$"), "MODULE$")
+    execution = query._jsq.streamingQuery()
+    lock = execution.awaitProgressLock()
+    lock.lock()
+    try:
+        if not lock.isHeldByCurrentThread():
+            raise RuntimeError("the progress lock is not held by this thread")
+        poll_s = 0.005
+        while thread.isAlive():
+            where = _where_is(thread)
+            if deadline is not None and time.monotonic() >= deadline:
+                execution.state().set(terminated)
+                return
+            if where == PLANNING:
+                # It passed its check of the state for this trigger: let it plan and run the batch.
+                lock.unlock()
+                time.sleep(poll_s)
+                lock.lock()
+                continue
+            if where == AT_BATCH_END:
+                execution.state().set(terminated)
+                return
+            if where == WAITING_FOR_TRIGGER:
+                execution.state().set(terminated)
+                # It may have woken and passed its check of the state just before: then it waits for the lock at
+                # the start of a batch, and the state goes back until that batch has run.
+                settled = _where_is(thread)
+                while settled == RUNNING and thread.isAlive():
+                    time.sleep(0.001)
+                    settled = _where_is(thread)
+                if settled != PLANNING:
+                    return
+                execution.state().set(active)
+                continue
+            # Planning or writing a batch: it waits for the lock at the next of those points, however long we look.
+            time.sleep(poll_s)
+            poll_s = min(0.25, poll_s * 2)
+    finally:
+        lock.unlock()
+
+
+RUNNING, PLANNING, AT_BATCH_END, WAITING_FOR_TRIGGER = "running", "planning", "at batch end", "waiting for trigger"
+
+
+def _where_is(thread: Any, depth: int = 12) -> str:
+    """Where the query's thread is, from the top of its stack: waiting for Spark's progress lock at the start of a
+    batch (PLANNING) or elsewhere (AT_BATCH_END: a batch's end, the query's own end), sleeping until its next
+    trigger or after a trigger without data (WAITING_FOR_TRIGGER), or RUNNING."""
+    stack = thread.getStackTrace()
+    frames = [f"{stack[i].getClassName()}.{stack[i].getMethodName()}" for i in range(min(depth, len(stack)))]
+    if any(f.endswith("SystemClock.waitTillTime") for f in frames):
+        return WAITING_FOR_TRIGGER
+    locked = [i for i, f in enumerate(frames) if f.endswith("ReentrantLock.lock")]
+    if locked:
+        # Only Spark's progress lock counts: taken by withProgressLocked, or by runStream as the query ends.
+        callers = [f for f in frames[locked[0] + 1 :] if f.startswith("org.apache.spark.")]
+        if callers and callers[0].endswith("MicroBatchExecution.withProgressLocked") and len(callers) > 1:
+            return PLANNING if "constructNextBatch" in callers[1] else AT_BATCH_END
+        if callers and "runStream" in callers[0]:
+            return AT_BATCH_END
+        return RUNNING
+    if frames and frames[0].endswith("Thread.sleep") and any("executeOneBatch" in f for f in frames[:6]):
+        return WAITING_FOR_TRIGGER  # a trigger without new data sleeps pollingDelayMs before the next check
+    return RUNNING
 
 
 def _wake_if_waiting_for_trigger(thread: Any) -> None:
