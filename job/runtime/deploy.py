@@ -418,8 +418,9 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     with `if (isActive)`; ProcessingTimeExecutor returns once a batch returns false), exactly as Spark ends an
     available_now query after its last batch. A batch that has begun (micro-batch or real-time) runs to its commit;
     none starts after. The state is set only while no batch is being planned (`_end_after_current_batch`): Spark
-    checks it once more when a batch's planning ends, and aborts the batch then. In real-time mode a batch ends at its fixed duration (RealTimeStreamScanExec gives its
-    tasks an end time when it plans them), so the stop takes up to that duration. A loop that sleeps until its
+    checks it once more when a batch's planning ends, and aborts the batch then. In real-time mode a batch ends at
+    its fixed duration (RealTimeStreamScanExec gives its tasks an end time when it plans them), so the stop takes up
+    to that duration. A loop that sleeps until its
     next trigger (ProcessingTimeExecutor, in SystemClock.waitTillTime) is woken: no batch runs then, and none
     can start once the state is TERMINATED, so the interrupt meets nothing but the sleep (and Spark's clean-up
     after the loop runs uninterruptibly).
