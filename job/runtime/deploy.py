@@ -29,7 +29,7 @@ from job.runtime.failures import full_text, short_reason
 from job.runtime.health import HEARTBEAT_INTERVAL_S, heartbeat_bound_s, interval_seconds
 from job.runtime.model import LoadedModel, ModelError
 from job.runtime.publish import load_serving_model
-from job.runtime.query import start_query
+from job.runtime.query import prepare_query, start_query
 from job.runtime.secrets import REDACTED
 from job.runtime.session import deployment_session
 from job.runtime.status import FAILED, INITIALIZING, STOPPED, StateStore, StatusTracker, now_iso
@@ -208,7 +208,7 @@ def model_updates(
         run_started_s,
         check=lambda location: load_serving_model(spark, location, spec.options),
         stop=stop_for_swap,
-        start=lambda model: start_query(spark, spec, model, tracker),
+        prepare=lambda model: prepare_query(spark, spec, model, tracker),
         stopping=stop.is_set,
         watch=None if pointer is None else PointerWatch(pointer, lambda: storage.read_text(spark, pointer)),
     )

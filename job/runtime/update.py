@@ -289,8 +289,9 @@ class ModelUpdates(Generic[Q, M]):
     """The deployment's side of `job update`: the history, the requests, the check, and the swap.
 
     `check(location)` loads and fully checks a model (raising with the reason when it cannot serve);
-    `stop(query)` ends the query after the batch in flight, committed; `start(model)` starts the query again on
-    the same checkpoint with that model; `stopping()` tells whether the deployment is being stopped. Without a
+    `stop(query)` ends the query after the batch in flight, committed; `prepare(model)` builds the query's plan with
+    that model, and the function it returns starts it on the same checkpoint (the plan is built before the stop, so
+    the change waits only for the start); `stopping()` tells whether the deployment is being stopped. Without a
     state folder (`tracker.store` None) there is no request to read; the history is kept all the same.
     """
 
@@ -300,7 +301,7 @@ class ModelUpdates(Generic[Q, M]):
         run_started_s: float,
         check: Callable[[str], M],
         stop: Callable[[Q], None],
-        start: Callable[[M], Q],
+        prepare: Callable[[M], Callable[[], Q]],
         stopping: Callable[[], bool] = lambda: False,
         watch: PointerWatch | None = None,
     ) -> None:
@@ -309,7 +310,7 @@ class ModelUpdates(Generic[Q, M]):
         self.run_started_s = run_started_s
         self._check = check
         self._stop = stop
-        self._start = start
+        self._prepare = prepare
         self._stopping = stopping
         self.model: M | None = None
         # The run whose progress does not count for the last history entry's first offsets (the query it replaced);
@@ -405,15 +406,21 @@ class ModelUpdates(Generic[Q, M]):
     def _swap(self, request: UpdateRequest, query: Q, serving: M, model: M) -> Q:
         self.tracker.set_reason(f"changing the model to version {model.version} after the batch in flight")
         replaced = query.runId
+        try:
+            start = self._prepare(model)
+        except Exception as exc:  # the plan cannot be built with it: the old query has not been touched
+            self._refuse(request, f"the query cannot be built with it ({short_reason(exc)})", model)
+            self.tracker.set_reason(None)
+            return query
         self._stop(query)  # the batch in flight is committed: the new model starts at the next offsets
         self.tracker.edit(lambda status: self._now_serving(status, model, request.id, replaced))
         try:
-            started = self._start(model)
+            started = start()
         except Exception as exc:
             reason = short_reason(exc)
             logger.error("update %s: the query did not start with version %s: %s", request.id, model.version, reason)
             self.tracker.edit(lambda status: self._not_serving(status, request.id))
-            started = self._start(serving)  # from the same offsets; a failure here is the deployment's failure
+            started = self._prepare(serving)()  # from the same offsets; a failure here is the deployment's failure
             self.tracker.set_reason(None)
             self._refuse(
                 request, f"the query did not start with it ({reason}); serving version {serving.version} again", model

@@ -75,6 +75,7 @@ class FakeDeployment:
     tracker: StatusTracker
     run_started_s: float
     fail_start_of: set[str] = field(default_factory=set)
+    fail_prepare_of: set[str] = field(default_factory=set)
     stopping: bool = False
     calls: list[tuple[str, str]] = field(default_factory=list)
     runs: int = 0
@@ -89,12 +90,22 @@ class FakeDeployment:
         self.calls.append(("stop", query.runId))
 
     def start(self, model: FakeModel) -> FakeQuery:
-        self.calls.append(("start", model.version))
-        if model.location in self.fail_start_of:
-            raise RuntimeError(f"cannot start with {model.version}")
-        self.runs += 1
-        self.tracker.set_model(model.name, model.version, model.location)  # as start_query does
-        return FakeQuery(f"run-{self.runs}", model)
+        return self.prepare(model)()
+
+    def prepare(self, model: FakeModel) -> Callable[[], FakeQuery]:
+        self.calls.append(("prepare", model.version))
+        if model.location in self.fail_prepare_of:
+            raise RuntimeError(f"cannot build a plan with {model.version}")
+
+        def start() -> FakeQuery:
+            self.calls.append(("start", model.version))
+            if model.location in self.fail_start_of:
+                raise RuntimeError(f"cannot start with {model.version}")
+            self.runs += 1
+            self.tracker.set_model(model.name, model.version, model.location)  # as start_query does
+            return FakeQuery(f"run-{self.runs}", model)
+
+        return start
 
     def updates(self, watch: PointerWatch | None = None) -> ModelUpdates[FakeQuery, FakeModel]:
         return ModelUpdates(
@@ -102,7 +113,7 @@ class FakeDeployment:
             self.run_started_s,
             self.check,
             self.stop,
-            self.start,
+            self.prepare,
             stopping=lambda: self.stopping,
             watch=watch,
         )
@@ -258,7 +269,15 @@ def test_a_change_stops_at_the_boundary_starts_again_and_records_where_the_new_m
     request = ask(tmp_path, B.location)
     after = updates.poll(query)
     assert after == FakeQuery("run-2", B)
-    assert deployment.calls == [("start", A.version), ("check", B.location), ("stop", "run-1"), ("start", B.version)]
+    # The new plan is built while the old query scores; the stop comes after it, then the start.
+    assert deployment.calls == [
+        ("prepare", A.version),
+        ("start", A.version),
+        ("check", B.location),
+        ("prepare", B.version),
+        ("stop", "run-1"),
+        ("start", B.version),
+    ]
     assert not (tmp_path / REQUEST_FILE).exists()
     status = status_of(tmp_path)
     answer = status["update"]
@@ -284,7 +303,7 @@ def test_a_change_stops_at_the_boundary_starts_again_and_records_where_the_new_m
     assert (entry["first_batch"], entry["first_offsets"]) == (5, {"0": 115, "1": 105})
     assert updates.model == B
     assert updates.poll(after) is after  # nothing pending: nothing done
-    assert len(deployment.calls) == 4
+    assert len(deployment.calls) == 6
 
 
 def test_a_rollback_is_a_change_like_any_other(deployment: FakeDeployment, tmp_path: Path) -> None:
@@ -306,7 +325,7 @@ def test_a_model_that_fails_its_check_is_refused_and_the_serving_one_goes_on(
     updates, query = started(deployment)
     request = ask(tmp_path, "/models/not-a-model")
     assert updates.poll(query) is query
-    assert deployment.calls == [("start", A.version), ("check", "/models/not-a-model")]
+    assert deployment.calls == [("prepare", A.version), ("start", A.version), ("check", "/models/not-a-model")]
     status = status_of(tmp_path)
     assert (status["update"]["id"], status["update"]["state"], status["update"]["reason"]) == (
         request.id,
@@ -355,7 +374,7 @@ def test_a_stale_request_is_refused_without_a_check(deployment: FakeDeployment, 
         f"the request was written at 2020-01-01T00:00:00.000Z, before this run began; the deployment serves "
         f"version {A.version}; ask again",
     )
-    assert deployment.calls == [("start", A.version)]
+    assert deployment.calls == [("prepare", A.version), ("start", A.version)]
 
 
 def test_the_serving_version_again_changes_nothing(deployment: FakeDeployment, tmp_path: Path) -> None:
@@ -383,7 +402,13 @@ def test_a_query_that_does_not_start_with_the_new_model_starts_again_with_the_ol
     ask(tmp_path, B.location)
     after = updates.poll(query)
     assert after == FakeQuery("run-2", A)
-    assert deployment.calls[-3:] == [("stop", "run-1"), ("start", B.version), ("start", A.version)]
+    assert deployment.calls[-5:] == [
+        ("prepare", B.version),
+        ("stop", "run-1"),
+        ("start", B.version),
+        ("prepare", A.version),
+        ("start", A.version),
+    ]
     status = status_of(tmp_path)
     assert [m["version"] for m in status["models"]] == [A.version]
     assert (status["update"]["state"], status["update"]["reason"]) == (
@@ -392,6 +417,23 @@ def test_a_query_that_does_not_start_with_the_new_model_starts_again_with_the_ol
         f"{A.version} again",
     )
     assert updates.model == A
+
+
+def test_a_model_whose_query_cannot_be_built_is_refused_before_the_stop(
+    deployment: FakeDeployment, tmp_path: Path
+) -> None:
+    deployment.fail_prepare_of.add(B.location)
+    updates, query = started(deployment)
+    ask(tmp_path, B.location)
+    assert updates.poll(query) is query
+    assert ("stop", "run-1") not in deployment.calls
+    status = status_of(tmp_path)
+    assert (status["update"]["state"], status["update"]["reason"], status["reason"]) == (
+        "REFUSED",
+        f"the query cannot be built with it (RuntimeError: cannot build a plan with {B.version})",
+        None,
+    )
+    assert [m["version"] for m in status["models"]] == [A.version]
 
 
 def test_a_request_the_run_will_not_handle_is_answered_when_it_ends(deployment: FakeDeployment, tmp_path: Path) -> None:
