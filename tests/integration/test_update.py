@@ -5,6 +5,8 @@ model version scores exactly the offsets from where it began (a batch's start) t
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from job.runtime.status import StateStore
 from job.tools import specs
 from job.tools.processes import launch_job, stop_job
 from tests import pipelines
-from tests.integration.kafka_utils import Record, assert_eventually, create_topics, read_all, unique_topics
+from tests.integration.kafka_utils import Record, assert_eventually, create_topics, produce, read_all, unique_topics
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, Message, mixed_stream
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
 
@@ -297,3 +299,74 @@ def test_the_model_changes_twice_and_rolls_back_while_scoring_goes_on(
     }
     (tmp_path / "update-gaps.json").write_text(json.dumps(report, indent=2))
     print(f"\njob update gaps: {json.dumps(report)}")
+
+
+@pytest.mark.slow
+def test_a_restart_after_a_crash_serves_the_model_that_was_serving(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, topics.values(), partitions=2)
+    options = {"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}}
+    spec = specs.write_spec(
+        tmp_path / "spec.yaml",
+        specs.spec_document(
+            f"restart-{topics['in']}",
+            topics,
+            tmp_path / "checkpoint",
+            kafka_bootstrap,
+            state=tmp_path / "state",
+            options=options,
+        ),
+    )
+    store = StateStore(str(tmp_path / "state"))
+    first, old = version_of(SHIPPED_MODEL), version_of(OLD_MODEL)
+
+    def status() -> dict[str, Any]:
+        return store.read_status() or {}
+
+    def send(ids: range) -> None:
+        produce(
+            kafka_bootstrap,
+            topics["in"],
+            [(None, json.dumps({"id": i, "text": f"great day #{i}"}).encode()) for i in ids],
+        )
+
+    def versions() -> dict[int, list[str]]:
+        found: dict[int, list[str]] = defaultdict(list)
+        for record in read_all(kafka_bootstrap, topics["out"]):
+            found[record.json()["id"]].append(record.json()["modelVersion"])
+        return found
+
+    job = launch_job(["run", "--spec", str(spec)], tmp_path / "job.log")
+    try:
+        assert_eventually(lambda: status().get("state") == "RUNNING" or job.poll() is not None, 240, "the job to run")
+        send(range(0, 200))
+        assert_eventually(lambda: len(versions()) == 200, 120, "the first 200 scored")
+        moved = job_command("update", "--spec", str(spec), "--model", str(OLD_MODEL), "--timeout", "180")
+        assert moved.returncode == 0, moved.stderr
+        send(range(200, 400))
+        assert_eventually(lambda: len(versions()) == 400, 120, "the next 200 scored")
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # a crash: the script, the JVM and the driver at once
+        job.wait(timeout=60)
+    job = launch_job(["run", "--spec", str(spec)], tmp_path / "job-again.log")
+    try:
+        assert_eventually(lambda: status().get("state") == "RUNNING" or job.poll() is not None, 240, "the restart")
+        send(range(400, 600))
+        assert_eventually(lambda: len(versions()) == 600, 120, "the last 200 scored")
+        again = status()
+    finally:
+        stop_job(job, store)
+    log = (tmp_path / "job-again.log").read_text(errors="replace")
+    assert (
+        f"serving the model at {OLD_MODEL}, the last one the model history in the state folder "
+        f"({tmp_path / 'state'}) names, instead of the spec's model.location {SHIPPED_MODEL}; `job update` changes it"
+    ) in log
+    assert again["model"] == {"name": "Sentiment Prediction", "version": old, "location": str(OLD_MODEL)}
+    assert [(m["version"], m["location"]) for m in again["models"]] == [
+        (first, str(SHIPPED_MODEL)),
+        (old, str(OLD_MODEL)),
+    ]
+    scored = versions()
+    assert sorted(scored) == list(range(600))
+    assert {v for i in range(200, 600) for v in scored[i]} == {old}  # a replayed batch too
+    assert {v for i in range(0, 200) for v in scored[i]} == {first}
