@@ -370,3 +370,58 @@ def test_a_restart_after_a_crash_serves_the_model_that_was_serving(kafka_bootstr
     assert sorted(scored) == list(range(600))
     assert {v for i in range(200, 600) for v in scored[i]} == {old}  # a replayed batch too
     assert {v for i in range(0, 200) for v in scored[i]} == {first}
+
+
+@pytest.mark.slow
+def test_watch_mode_follows_the_pointer_file(kafka_bootstrap: str, tmp_path: Path) -> None:
+    topics = unique_topics("in", "out", "dlq")
+    create_topics(kafka_bootstrap, topics.values(), partitions=2)
+    pointer = tmp_path / "serving-model"
+    pointer.write_text(f"{SHIPPED_MODEL}\n")
+    document = specs.spec_document(
+        f"watch-{topics['in']}",
+        topics,
+        tmp_path / "checkpoint",
+        kafka_bootstrap,
+        state=tmp_path / "state",
+        options={"starting_offsets": "earliest", "trigger": {"processing_time": "500 milliseconds"}},
+    )
+    document["model"]["watch"] = str(pointer)
+    spec = specs.write_spec(tmp_path / "spec.yaml", document)
+    store = StateStore(str(tmp_path / "state"))
+    first, old = version_of(SHIPPED_MODEL), version_of(OLD_MODEL)
+
+    def status() -> dict[str, Any]:
+        return store.read_status() or {}
+
+    def send(ids: range) -> None:
+        produce(
+            kafka_bootstrap,
+            topics["in"],
+            [(None, json.dumps({"id": i, "text": f"nice one #{i}"}).encode()) for i in ids],
+        )
+
+    job = launch_job(["run", "--spec", str(spec)], tmp_path / "job.log")
+    try:
+        assert_eventually(lambda: status().get("state") == "RUNNING" or job.poll() is not None, 240, "the job to run")
+        send(range(0, 100))
+        assert_eventually(lambda: len(read_all(kafka_bootstrap, topics["out"])) == 100, 120, "the first 100 scored")
+        pointer.write_text(f"{OLD_MODEL}\n")
+        assert_eventually(lambda: (status().get("model") or {}).get("version") == old, 120, "the pointer's model")
+        send(range(100, 200))
+        assert_eventually(lambda: len(read_all(kafka_bootstrap, topics["out"])) == 200, 120, "the next 100 scored")
+        pointer.write_text(str(tmp_path / "no-model-here"))
+        assert_eventually(lambda: (status().get("update") or {}).get("state") == "REFUSED", 120, "the refusal")
+        final = status()
+    finally:
+        stop_job(job, store)
+    assert job.returncode == 0
+    assert final["update"]["id"].startswith("watch-")
+    assert final["update"]["reason"] == f"model location {tmp_path / 'no-model-here'}: no such folder"
+    assert [(m["version"], m["location"]) for m in final["models"]] == [
+        (first, str(SHIPPED_MODEL)),
+        (old, str(OLD_MODEL)),
+    ]
+    by_id = {r.json()["id"]: r.json()["modelVersion"] for r in read_all(kafka_bootstrap, topics["out"])}
+    assert sorted(by_id) == list(range(200))
+    assert {by_id[i] for i in range(100)} == {first} and {by_id[i] for i in range(100, 200)} == {old}
