@@ -1,4 +1,5 @@
-"""Running a deployment: start-up checks, the model, the query, and the loop that waits for a stop or a failure.
+"""Running a deployment: start-up checks, the model, the query, and the loop that waits for a stop, a failure or a
+model change (`job update`, whose mechanics are in `job.runtime.update`).
 
 `stop_at_batch_boundary` is the one way the job stops a query gracefully (the run loop and a model swap use it).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -25,13 +27,14 @@ from job.runtime.cluster_check import StartupError, check_topics
 from job.runtime.connection import loggable, sink_options, source_options
 from job.runtime.failures import full_text, short_reason
 from job.runtime.health import HEARTBEAT_INTERVAL_S, heartbeat_bound_s, interval_seconds
-from job.runtime.model import ModelError
+from job.runtime.model import LoadedModel, ModelError
 from job.runtime.publish import load_serving_model
-from job.runtime.query import start_query
+from job.runtime.query import prepare_query, start_query
 from job.runtime.secrets import REDACTED
 from job.runtime.session import deployment_session
 from job.runtime.status import FAILED, INITIALIZING, STOPPED, StateStore, StatusTracker, now_iso
 from job.runtime.stopping import ProcessWatch, StopRequest
+from job.runtime.update import ModelUpdates, PointerWatch, serving_location
 from job.runtime.values import EXIT_FAILED, EXIT_OK, DeploymentSpec, Topic
 
 logger = logging.getLogger(__name__)
@@ -68,7 +71,7 @@ def describe(spec: DeploymentSpec) -> dict[str, Any]:
         "input": connection(spec.source),
         "output": connection(spec.target),
         "dead_letter": connection(spec.dead_letter),
-        "model": {"location": spec.model_location},
+        "model": {"location": spec.model_location, **({"watch": spec.model_watch} if spec.model_watch else {})},
         "checkpoint_location": spec.checkpoint_location,
         "state_location": spec.state_location,
         "options": {
@@ -141,7 +144,7 @@ def run(
         spark = deployment_session(spec)
         supervisor.ping = _jvm_ping(spark)
         if spec.state_location is not None and not local_state:
-            tracker.store = StateStore(spec.state_location, spark)
+            tracker.attach(StateStore(spec.state_location, spark))
             supervisor.attach_store()
             tracker.set_state(INITIALIZING)
         if stop.is_set():
@@ -150,11 +153,13 @@ def run(
         check_topics(spec, spark)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
-        model = load_serving_model(spark, spec.model_location, spec.options)
+        model = load_serving_model(spark, model_to_serve(spec, tracker), spec.options)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
+        updates = model_updates(spark, spec, tracker, stop, started_s)
+        updates.begin(model)
         query = start_query(spark, spec, model, tracker)
-        return serve(query, spec, tracker, stop)
+        return serve(query, spec, tracker, stop, updates)
     except (StartupError, ModelError) as exc:
         reason = scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         tracker.set_state(FAILED, reason)
@@ -168,14 +173,69 @@ def run(
             spark.stop()
 
 
-def serve(query: StreamingQuery, spec: DeploymentSpec, tracker: StatusTracker, stop: StopRequest) -> int:
-    """Wait until the query ends by itself (a failure raises) or a stop is asked for; then stop at a batch boundary."""
+def model_to_serve(spec: DeploymentSpec, tracker: StatusTracker) -> str:
+    """The spec's model.location, unless the status document names the model that served last: a restart (after a
+    crash, a stop, or `job update`) goes on with that one, so a replayed batch is scored by the model that scored
+    it, and a change made with `job update` outlives the run."""
+    resumed = serving_location(tracker.status)
+    if resumed is None:
+        return spec.model_location
+    if resumed != spec.model_location:
+        logger.info(
+            "serving the model at %s, the last one the model history in the state folder (%s) names, instead of the "
+            "spec's model.location %s; `job update` changes it",
+            resumed,
+            spec.state_location,
+            spec.model_location,
+        )
+    else:
+        logger.info("serving the model at %s, the last one the model history in the state folder names", resumed)
+    return resumed
+
+
+def model_updates(
+    spark: SparkSession, spec: DeploymentSpec, tracker: StatusTracker, stop: StopRequest, run_started_s: float
+) -> ModelUpdates[StreamingQuery, LoadedModel]:
+    """`job update`'s mechanics for this run: the full check, the stop at a batch boundary, the same query again."""
+
+    def stop_for_swap(query: StreamingQuery) -> None:
+        stop_at_batch_boundary(query)  # no stop_limit: a swap never cancels a batch
+        _fold_last_progress(query, tracker)
+
+    pointer = spec.model_watch
+    return ModelUpdates(
+        tracker,
+        run_started_s,
+        check=lambda location: load_serving_model(spark, location, spec.options),
+        stop=stop_for_swap,
+        prepare=lambda model: prepare_query(spark, spec, model, tracker),
+        stopping=stop.is_set,
+        watch=None if pointer is None else PointerWatch(pointer, lambda: storage.read_text(spark, pointer)),
+    )
+
+
+def serve(
+    query: StreamingQuery,
+    spec: DeploymentSpec,
+    tracker: StatusTracker,
+    stop: StopRequest,
+    updates: ModelUpdates[StreamingQuery, LoadedModel] | None = None,
+) -> int:
+    """Wait until the query ends by itself (a failure raises) or a stop is asked for, handling model changes
+    meanwhile; then stop at a batch boundary."""
     while not stop.wait(0.0):
         if query.awaitTermination(1):
             # Ended without an exception: an available_now trigger that read everything, or a stop from outside.
-            tracker.set_state(STOPPED, "the query ended: no more input for its trigger")
+            ended = "the query ended: no more input for its trigger"
+            if updates is not None:
+                updates.refuse_pending(ended)
+            tracker.set_state(STOPPED, ended)
             return EXIT_OK
+        if updates is not None:
+            query = updates.poll(query)
     why = stop.reason or "a stop was asked for"
+    if updates is not None:
+        updates.refuse_pending(f"the deployment is stopping ({why})")
     tracker.set_reason(f"stopping after the batch in flight ({why})")
     limit = spec.options.stop_limit
     outcome = stop_at_batch_boundary(query, limit_s=None if limit is None else interval_seconds(limit))
@@ -357,8 +417,10 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     end instead: its state becomes TERMINATED, which the loop checks only between batches (executeOneBatch starts
     with `if (isActive)`; ProcessingTimeExecutor returns once a batch returns false), exactly as Spark ends an
     available_now query after its last batch. A batch that has begun (micro-batch or real-time) runs to its commit;
-    none starts after. In real-time mode a batch ends at its fixed duration (RealTimeStreamScanExec gives its
-    tasks an end time when it plans them), so the stop takes up to that duration. A loop that sleeps until its
+    none starts after. The state is set only while no batch is being planned (`_end_after_current_batch`): Spark
+    checks it once more when a batch's planning ends, and aborts the batch then. In real-time mode a batch ends at
+    its fixed duration (RealTimeStreamScanExec gives its tasks an end time when it plans them), so the stop takes up
+    to that duration. A loop that sleeps until its
     next trigger (ProcessingTimeExecutor, in SystemClock.waitTillTime) is woken: no batch runs then, and none
     can start once the state is TERMINATED, so the interrupt meets nothing but the sleep (and Spark's clean-up
     after the loop runs uninterruptibly).
@@ -371,7 +433,7 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     logger.info("stopping the query after %s", in_flight)
     try:
         thread = query._jsq.streamingQuery().queryExecutionThread()
-        _end_after_current_batch(query)
+        _end_after_current_batch(query, thread, None if limit_s is None else started + limit_s)
     except Exception as exc:  # Spark's internals moved: say so and fall back to the public API
         logger.warning(
             "cannot ask Spark to end the query between batches (%s); stopping it between triggers instead",
@@ -404,14 +466,90 @@ def stop_at_batch_boundary(query: StreamingQuery, limit_s: float | None = None, 
     return StopOutcome(True, waited, f"stopped at a batch boundary after {waited:.1f} s")
 
 
-def _end_after_current_batch(query: StreamingQuery) -> None:
-    """Set the query's StreamExecution state to TERMINATED, without cancelling or interrupting anything."""
+def _end_after_current_batch(query: StreamingQuery, thread: Any, deadline: float | None = None) -> None:
+    """Set the query's StreamExecution state to TERMINATED between two batches, without cancelling anything.
+
+    Not at any moment: Spark checks the state once more when a batch's planning is done (MicroBatchExecution.runBatch
+    interrupts its own thread when the query is no longer active), so a state set while a batch is planned (its
+    offsets already in the offset log) aborts it half-written, and a restart writes it again. So the state is set
+    while the query's thread is held where no batch is being planned: Spark's progress lock (`awaitProgressLock`,
+    held by every offset planning, `constructNextBatch`, and taken at every batch's end) is taken here first, and
+    the state is set once the thread waits for it at a batch's end, or waits for its next trigger. A thread that
+    waits for it at the start of a batch (`constructNextBatch`) has begun that batch: it runs, and the state is set
+    at its end. At `deadline` (monotonic) the state is set wherever the thread is: the caller's stop limit cancels
+    the batch then anyway.
+    """
+    if os.environ.get("PYSPARK_PIN_THREAD", "true").lower() == "false":
+        raise RuntimeError("py4j threads are not pinned: a JVM lock taken here could not be released")
     jvm = SparkContext._jvm
     if jvm is None:
         raise RuntimeError("no SparkContext")
     runtime = jvm.org.apache.spark.sql.execution.streaming.runtime
     terminated = getattr(getattr(runtime, "TERMINATED$"), "MODULE$")
-    query._jsq.streamingQuery().state().set(terminated)
+    active = getattr(getattr(runtime, "ACTIVE$"), "MODULE$")
+    execution = query._jsq.streamingQuery()
+    lock = execution.awaitProgressLock()
+    lock.lock()
+    try:
+        if not lock.isHeldByCurrentThread():
+            raise RuntimeError("the progress lock is not held by this thread")
+        poll_s = 0.005
+        while thread.isAlive():
+            where = _where_is(thread)
+            if deadline is not None and time.monotonic() >= deadline:
+                execution.state().set(terminated)
+                return
+            if where == PLANNING:
+                # It passed its check of the state for this trigger: let it plan and run the batch.
+                lock.unlock()
+                time.sleep(poll_s)
+                lock.lock()
+                continue
+            if where == AT_BATCH_END:
+                execution.state().set(terminated)
+                return
+            if where == WAITING_FOR_TRIGGER:
+                execution.state().set(terminated)
+                # It may have woken and passed its check of the state just before: then it waits for the lock at
+                # the start of a batch, and the state goes back until that batch has run.
+                settled = _where_is(thread)
+                while settled == RUNNING and thread.isAlive():
+                    time.sleep(0.001)
+                    settled = _where_is(thread)
+                if settled != PLANNING:
+                    return
+                execution.state().set(active)
+                continue
+            # Planning or writing a batch: it waits for the lock at the next of those points, however long we look.
+            time.sleep(poll_s)
+            poll_s = min(0.25, poll_s * 2)
+    finally:
+        lock.unlock()
+
+
+RUNNING, PLANNING, AT_BATCH_END, WAITING_FOR_TRIGGER = "running", "planning", "at batch end", "waiting for trigger"
+
+
+def _where_is(thread: Any, depth: int = 12) -> str:
+    """Where the query's thread is, from the top of its stack: waiting for Spark's progress lock at the start of a
+    batch (PLANNING) or elsewhere (AT_BATCH_END: a batch's end, the query's own end), sleeping until its next
+    trigger or after a trigger without data (WAITING_FOR_TRIGGER), or RUNNING."""
+    stack = thread.getStackTrace()
+    frames = [f"{stack[i].getClassName()}.{stack[i].getMethodName()}" for i in range(min(depth, len(stack)))]
+    if any(f.endswith("SystemClock.waitTillTime") for f in frames):
+        return WAITING_FOR_TRIGGER
+    locked = [i for i, f in enumerate(frames) if f.endswith("ReentrantLock.lock")]
+    if locked:
+        # Only Spark's progress lock counts: taken by withProgressLocked, or by runStream as the query ends.
+        callers = [f for f in frames[locked[0] + 1 :] if f.startswith("org.apache.spark.")]
+        if callers and callers[0].endswith("MicroBatchExecution.withProgressLocked") and len(callers) > 1:
+            return PLANNING if "constructNextBatch" in callers[1] else AT_BATCH_END
+        if callers and "runStream" in callers[0]:
+            return AT_BATCH_END
+        return RUNNING
+    if frames and frames[0].endswith("Thread.sleep") and any("executeOneBatch" in f for f in frames[:6]):
+        return WAITING_FOR_TRIGGER  # a trigger without new data sleeps pollingDelayMs before the next check
+    return RUNNING
 
 
 def _wake_if_waiting_for_trigger(thread: Any) -> None:

@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     # (on a cluster it also arrives through --py-files).
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from job.runtime import control, deploy, publish, skip, stopping
+from job.runtime import control, deploy, publish, skip, stopping, update
 from job.runtime.connection import deployment_scrubber
 from job.runtime.secrets import ScrubbingFilter
 from job.runtime.spec import load_locations, load_spec
@@ -27,6 +27,11 @@ COMMANDS = (
     ("validate", "check the spec and the model, print the resolved deployment (secrets masked), exit"),
     ("status", "show the deployment's state and latest progress"),
     ("stop", "stop the running deployment gracefully (the batch in flight finishes) and wait for it"),
+    (
+        "update",
+        "ask the running deployment to serve another published model (--model URI; the previous one rolls back): "
+        "it checks it while the current one scores and swaps at a batch boundary; waits for the answer",
+    ),
     ("delete", "stop the deployment if it runs, then remove its checkpoint and state"),
     (
         "skip",
@@ -52,7 +57,15 @@ def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentPar
             metavar="FILE",
             help="deployment spec (YAML, or the original JSON request); repeat to merge files, later ones win",
         )
-        sub.add_argument("--model", metavar="URI", help="model location (overrides model.location)")
+        if name == "update":
+            sub.add_argument(
+                "--model",
+                metavar="URI",
+                required=True,
+                help="the published model to serve from now on (a path or any URI the driver reads)",
+            )
+        else:
+            sub.add_argument("--model", metavar="URI", help="model location (overrides model.location)")
         sub.add_argument("--checkpoint", metavar="URI", help="checkpoint location (overrides checkpoint_location)")
         sub.add_argument("--state", metavar="URI", help="state folder (overrides state_location)")
         sub.add_argument("--log-level", metavar="LEVEL", help="Spark's log level (overrides spark.log_level)")
@@ -67,6 +80,14 @@ def build_parser(tools: Mapping[str, str] | None = None) -> argparse.ArgumentPar
                 default=None,
                 help="give up waiting for the stop after this many seconds (default: wait as long as the deployment's "
                 "heartbeat is fresh, since the batch in flight is finished first however long it takes)",
+            )
+        if name == "update":
+            sub.add_argument(
+                "--timeout",
+                type=float,
+                default=None,
+                help="give up waiting for the answer after this many seconds (default: wait as long as the "
+                "deployment's heartbeat is fresh: the check and the batch in flight come first)",
             )
         if name == "delete":
             sub.add_argument("--yes", action="store_true", help="confirm: the checkpoint and state are removed")
@@ -166,13 +187,16 @@ def cli(argv: Sequence[str] | None = None, tools: Mapping[str, str] | None = Non
     if args.command == "model":
         return publish.model_command(args)
     try:
-        if args.command in ("status", "stop", "delete"):
+        if args.command in ("status", "stop", "update", "delete"):
             # These need the deployment's folders only, not its connections (or their secrets).
             target = load_locations(args.spec, overrides(args))
             if args.command == "status":
                 return control.show_status(target, as_json=args.json)
             if args.command == "stop":
                 return control.stop(target, timeout_s=args.timeout)
+            if args.command == "update":
+                model = update.local_path_made_absolute(args.model)
+                return control.update(target, model, timeout_s=args.timeout)
             return control.delete(target, confirmed=args.yes, not_running=args.not_running, timeout_s=args.timeout)
         spec = load_spec(args.spec, overrides(args))
     except SpecError as exc:

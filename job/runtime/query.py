@@ -92,14 +92,23 @@ def start_query(
     With a tracker, a listener keeps the deployment's status document up to date. `transform` replaces the
     deployment's scoring transform (the benchmark's variants); by default it is `deployment_transform`.
     """
+    return prepare_query(spark, spec, model, tracker, transform)()
+
+
+def prepare_query(
+    spark: SparkSession,
+    spec: DeploymentSpec,
+    model: LoadedModel,
+    tracker: StatusTracker | None = None,
+    transform: Callable[[DataFrame], DataFrame] | None = None,
+) -> Callable[[], StreamingQuery]:
+    """`start_query` in two steps: the query's plan is built now (about a second for the sample model), and the
+    function returned starts it. A model swap builds the new plan while the old query still scores."""
     records = (
         source_stream(spark, spec)
         .transform(transform or deployment_transform(spec, model))
         .transform(counted(spec.dead_letter.topic))
     )
-    if tracker is not None:
-        tracker.set_model(model.metadata.name, model.metadata.version)
-        spark.streams.addListener(StatusListener(tracker, spec.name))
     sink_extra = dict(spec.options.kafka)
     if spec.dead_letter.connection == spec.target.connection:
         # One sink: each row carries its topic, so scored and dead-letter records of a micro-batch are
@@ -113,22 +122,27 @@ def start_query(
     # Real-time mode refuses Append (STREAMING_REAL_TIME_MODE.OUTPUT_MODE_NOT_SUPPORTED); for this stateless
     # query Update writes exactly the same rows.
     output_mode = "update" if spec.options.trigger.kind == "real_time" else "append"
-    query = (
-        writer.queryName(spec.name)
-        .option("checkpointLocation", spec.checkpoint_location)
-        .outputMode(output_mode)
-        .start()
-    )
-    logger.info(
-        "Deployment %r started: query id %s, run id %s, %s -> %s (dead letters -> %s)",
-        spec.name,
-        query.id,
-        query.runId,
-        spec.source.topic,
-        spec.target.topic,
-        spec.dead_letter.topic,
-    )
-    return query
+    writer = writer.queryName(spec.name).option("checkpointLocation", spec.checkpoint_location).outputMode(output_mode)
+
+    def start() -> StreamingQuery:
+        if tracker is not None:
+            tracker.set_model(model.metadata.name, model.metadata.version, model.location)
+            if not tracker.listening:  # one listener per tracker: a model swap starts the query again
+                spark.streams.addListener(StatusListener(tracker, spec.name))
+                tracker.listening = True
+        query = writer.start()
+        logger.info(
+            "Deployment %r started: query id %s, run id %s, %s -> %s (dead letters -> %s)",
+            spec.name,
+            query.id,
+            query.runId,
+            spec.source.topic,
+            spec.target.topic,
+            spec.dead_letter.topic,
+        )
+        return query
+
+    return start
 
 
 def write_records(spec: DeploymentSpec, records: DataFrame) -> None:

@@ -176,8 +176,9 @@ def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = 
         )
 
     model_node = doc.mapping("model")
-    model_node.allow_keys("location")
+    model_node.allow_keys("location", "watch")
     model_location = model_node.string("location")
+    model_watch = model_node.optional_string("watch")
     checkpoint_location = doc.string("checkpoint_location")
     state_location = doc.optional_string("state_location")
 
@@ -204,6 +205,7 @@ def parse_spec(document: Mapping[str, Any], environ: Mapping[str, str] | None = 
         options=_options(doc.optional_mapping("options")),
         spark_log_level=log_level,
         prometheus=prometheus,
+        model_watch=model_watch,
     )
 
 

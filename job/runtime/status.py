@@ -2,13 +2,15 @@
 
 Schema of `status.json` (version 1), documented in the README:
   schema_version, deployment, state (INITIALIZING | RUNNING | STOPPED | FAILED), reason, updated_at,
-  started_at, pid, host, query_id, run_id, model {name, version},
+  started_at, pid, host, query_id, run_id, model {name, version, location},
   progress {batch_id, timestamp, input_rows, input_rows_per_second, processed_rows_per_second,
             batch_duration_ms, scored, dead_lettered, offsets_behind_latest},
   heartbeat_at (written every 5 s by a thread of the driver, and on every trigger), stale_after_s (how old the
   heartbeat may be before the deployment counts as gone: `health.heartbeat_bound_s` of its trigger),
   totals {records_in, records_scored, records_dead_lettered},
-  last_error
+  last_error,
+  models (the model history, oldest first) and update (the last `job update` request and its answer): their
+  entries are written by `job.runtime.update`, which says what they hold
 It never holds a password, API key or JAAS line: errors pass through the deployment's scrubber first.
 """
 
@@ -116,8 +118,9 @@ class StatusTracker:
         self._last_log = -float("inf")
         self._since_log = {"records_in": 0, "records_scored": 0, "records_dead_lettered": 0}
         self._last_batch: int | None = None  # the last batch with rows folded into the totals
-        previous = store.read_status() if store else None
-        totals = (previous or {}).get("totals") or {}
+        self._progress_hooks: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
+        # The query's listener is added once for the tracker: a model swap starts the query again with the same one.
+        self.listening = False
         self.status: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "deployment": deployment,
@@ -133,13 +136,30 @@ class StatusTracker:
             "progress": None,
             "heartbeat_at": None,
             "stale_after_s": stale_after_s,
-            "totals": {
-                "records_in": int(totals.get("records_in", 0)),
-                "records_scored": int(totals.get("records_scored", 0)),
-                "records_dead_lettered": int(totals.get("records_dead_lettered", 0)),
-            },
+            "totals": {"records_in": 0, "records_scored": 0, "records_dead_lettered": 0},
             "last_error": None,
+            "models": [],
+            "update": None,
         }
+        if store is not None:
+            self._carry_over(store.read_status())
+
+    def attach(self, store: StateStore) -> None:
+        """The state folder became readable (one on Hadoop needs the session): carry over what it holds."""
+        with self._lock:
+            self.store = store
+            self._carry_over(store.read_status())
+
+    def _carry_over(self, previous: dict[str, Any] | None) -> None:
+        """What a deployment keeps over its restarts: the totals, the model history, the last update's answer."""
+        previous = previous or {}
+        totals = previous.get("totals") or {}
+        for key in ("records_in", "records_scored", "records_dead_lettered"):
+            self.status["totals"][key] = int(totals.get(key, 0))
+        models = previous.get("models")
+        self.status["models"] = [dict(m) for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        update = previous.get("update")
+        self.status["update"] = dict(update) if isinstance(update, dict) else None
 
     def _save(self) -> None:
         with self._lock:
@@ -162,16 +182,27 @@ class StatusTracker:
             "deployment %r is %s%s", self.status["deployment"], state, f": {self.status['reason']}" if reason else ""
         )
 
-    def set_reason(self, reason: str) -> None:
-        """A note on the current state (a stop under way), the state itself unchanged."""
+    def set_reason(self, reason: str | None) -> None:
+        """A note on the current state (a stop or a model change under way), the state itself unchanged."""
         with self._lock:
-            self.status["reason"] = self.scrub(reason)
+            self.status["reason"] = self.scrub(reason) if reason else None
             self._save()
 
-    def set_model(self, name: str, version: str) -> None:
+    def set_model(self, name: str, version: str, location: str | None = None) -> None:
         with self._lock:
-            self.status["model"] = {"name": name, "version": version}
+            self.status["model"] = {"name": name, "version": version, "location": location}
             self._save()
+
+    def edit(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change the document under the tracker's lock, then write it (for fields other modules own)."""
+        with self._lock:
+            change(self.status)
+            self._save()
+
+    def add_progress_hook(self, hook: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+        """`hook(status, progress)` runs under the lock for each new micro-batch's progress, before the write."""
+        with self._lock:
+            self._progress_hooks.append(hook)
 
     def started(self, query_id: str, run_id: str) -> None:
         with self._lock:
@@ -224,6 +255,8 @@ class StatusTracker:
         if self.status["state"] == INITIALIZING:
             self.status["state"] = RUNNING
         self.status["heartbeat_at"] = now_iso()
+        for hook in self._progress_hooks:
+            hook(self.status, progress)
         self._save()
         self._maybe_log(progress, lag)
 

@@ -130,6 +130,8 @@ class DeploymentSpec:
     options: Options = field(default_factory=Options)
     spark_log_level: str = "WARN"
     prometheus: bool = False
+    # model.watch: a file whose content is a model location; the deployment serves what it names (see update.py).
+    model_watch: str | None = None
 
     def connections(self) -> tuple[Connection, ...]:
         """The input, output and dead-letter connections (equal ones may repeat)."""

@@ -20,6 +20,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp_ms: int | None = None  # the record's Kafka timestamp (CreateTime: when its producer sent it)
 
     def json(self) -> Any:
         assert self.value is not None
@@ -94,7 +95,7 @@ def read_all(bootstrap: str, topic: str, expected: int | None = None, timeout_s:
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=500)
             for items in batch.values():
-                records += [Record(r.topic, r.partition, r.offset, r.key, r.value) for r in items]
+                records += [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in items]
             if expected is None and not batch:
                 break
             if expected is not None and len(records) >= expected:
