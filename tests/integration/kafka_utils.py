@@ -83,6 +83,13 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def written(bootstrap: str, *topics: str) -> int:
+    """How many records the topics hold, from their end offsets: it returns at once even while a job keeps writing,
+    where `read_all` (which stops at the first empty poll) can read on until the writer pauses. The job's producer is
+    not transactional and no test topic is compacted, so end offsets count records exactly."""
+    return sum(sum(end_offsets(bootstrap, topic).values()) for topic in topics)
+
+
 def read_all(bootstrap: str, topic: str, expected: int | None = None, timeout_s: float = 90) -> list[Record]:
     """Read the topic from the start. With `expected`, poll until that many records arrived (or time out)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)

@@ -15,7 +15,7 @@ from job.runtime.model import load_model
 from job.tools import specs
 from job.tools.processes import child_processes, free_port, stop_job
 from job.tools.standalone import StandaloneCluster, executor_pids, get_json
-from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics
+from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics, written
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, Message, mixed_stream
 from tests.paths import SHIPPED_MODEL
 
@@ -112,11 +112,7 @@ def test_the_job_scores_every_message_on_the_cluster_executors_with_tasks_per_to
     try:
         app_id = cluster.wait_for_app(f"stream-deployment: {name}", timeout_s=180, proc=job)
         assert_eventually(
-            lambda: (
-                len(read_all(kafka_bootstrap, topics["out"])) + len(read_all(kafka_bootstrap, topics["dlq"]))
-                >= MESSAGES
-                or job.poll() is not None
-            ),
+            lambda: written(kafka_bootstrap, topics["out"], topics["dlq"]) >= MESSAGES or job.poll() is not None,
             300,
             f"the {MESSAGES} messages to be handled on the cluster",
             interval_s=1,

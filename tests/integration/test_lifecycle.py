@@ -31,6 +31,7 @@ from tests.integration.kafka_utils import (
     produce,
     read_all,
     unique_topics,
+    written,
 )
 from tests.integration.messages import GOOD_TEXTS, MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, mixed_stream
 from tests.paths import PROJECT_ROOT
@@ -141,10 +142,7 @@ def test_run_status_stop_restart_sigterm_and_delete(kafka_bootstrap: str, tmp_pa
     job = Job(spec)
     try:
         assert_eventually(
-            lambda: (
-                len(read_all(kafka_bootstrap, topics["out"])) + len(read_all(kafka_bootstrap, topics["dlq"])) >= 400
-                or job.proc.poll() is not None
-            ),
+            lambda: written(kafka_bootstrap, topics["out"], topics["dlq"]) >= 400 or job.proc.poll() is not None,
             240,
             "the first 400 messages to be handled",
             interval_s=1,
@@ -176,7 +174,7 @@ def test_run_status_stop_restart_sigterm_and_delete(kafka_bootstrap: str, tmp_pa
     job = Job(spec)
     try:
         assert_eventually(
-            lambda: len(read_all(kafka_bootstrap, topics["out"])) >= 360 + 180 or job.proc.poll() is not None,
+            lambda: written(kafka_bootstrap, topics["out"]) >= 360 + 180 or job.proc.poll() is not None,
             240,
             "the next 200 messages",
             interval_s=1,
@@ -342,13 +340,13 @@ def test_job_stop_during_a_batch_longer_than_120_s_waits_for_its_commit(
     job = Job(spec)
     try:
         assert_eventually(
-            lambda: bool(read_all(kafka_bootstrap, topics["out"])) or job.proc.poll() is not None,
+            lambda: written(kafka_bootstrap, topics["out"]) > 0 or job.proc.poll() is not None,
             300,
             "batch 0 to begin writing",
             interval_s=1,
         )
         assert job.proc.poll() is None, job.tail()
-        written_at_stop = len(read_all(kafka_bootstrap, topics["out"]))
+        written_at_stop = written(kafka_bootstrap, topics["out"])
         stopped = job_command("stop", "--spec", str(spec), timeout=900)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert stopped.stdout.startswith(f"lifecycle-{topics['in']}: STOPPED (stopped gracefully (job stop, marker"), (
@@ -372,7 +370,7 @@ def test_job_stop_during_a_batch_longer_than_120_s_waits_for_its_commit(
     job = Job(spec)
     try:
         assert_eventually(
-            lambda: len(read_all(kafka_bootstrap, topics["out"])) >= n + 5 or job.proc.poll() is not None,
+            lambda: written(kafka_bootstrap, topics["out"]) >= n + 5 or job.proc.poll() is not None,
             300,
             "the five new messages",
             interval_s=1,
@@ -437,7 +435,7 @@ def test_kill_9_of_the_wrapper_ends_the_whole_job(kafka_bootstrap: str, tmp_path
     group = job.proc.pid  # spark-submit.sh leads a session of its own: the JVM and the driver are in its group
     try:
         assert_eventually(
-            lambda: len(read_all(kafka_bootstrap, topics["out"])) >= len(scored) or job.proc.poll() is not None,
+            lambda: written(kafka_bootstrap, topics["out"]) >= len(scored) or job.proc.poll() is not None,
             300,
             "the first 20 messages",
             interval_s=1,
@@ -562,7 +560,7 @@ def test_a_query_that_fails_says_why_in_one_line_and_keeps_the_full_error_aside(
     try:
         produce(kafka_bootstrap, topics["in"], [(b"1", json.dumps({"id": 1, "text": GOOD_TEXTS[0]}).encode())])
         assert_eventually(
-            lambda: bool(read_all(kafka_bootstrap, topics["out"])) or job.proc.poll() is not None, 300, "one record"
+            lambda: written(kafka_bootstrap, topics["out"]) > 0 or job.proc.poll() is not None, 300, "one record"
         )
         delete_topics(kafka_bootstrap, [topics["out"]])
         produce(kafka_bootstrap, topics["in"], [(b"2", json.dumps({"id": 2, "text": GOOD_TEXTS[1]}).encode())])

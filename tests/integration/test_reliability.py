@@ -21,7 +21,15 @@ from job.runtime.spec import parse_spec
 from job.tools import specs
 from job.tools.broker import BrokerConfig, LocalBroker
 from job.tools.processes import free_port
-from tests.integration.kafka_utils import Record, assert_eventually, create_topics, produce, read_all, unique_topics
+from tests.integration.kafka_utils import (
+    Record,
+    assert_eventually,
+    create_topics,
+    produce,
+    read_all,
+    unique_topics,
+    written,
+)
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, Message, mixed_stream
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
 
@@ -143,7 +151,7 @@ def test_kill_minus_9_mid_stream_then_restart_scores_everything(kafka_bootstrap:
     job = _run_job(spec_path, log_path)
     try:
         assert_eventually(
-            lambda: len(read_all(kafka_bootstrap, topics["out"])) >= 2 * KILL_BATCH or job.poll() is not None,
+            lambda: written(kafka_bootstrap, topics["out"]) >= 2 * KILL_BATCH or job.poll() is not None,
             180,
             "the first batches to be scored",
             interval_s=1,
@@ -152,7 +160,7 @@ def test_kill_minus_9_mid_stream_then_restart_scores_everything(kafka_bootstrap:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(timeout=30)
         assert job.returncode == -signal.SIGKILL
-        scored_before_restart = len(read_all(kafka_bootstrap, topics["out"]))
+        scored_before_restart = written(kafka_bootstrap, topics["out"])
         assert scored_before_restart < 9_000, "the job finished before it could be killed; the test proves nothing"
 
         job = _run_job(spec_path, log_path)
@@ -183,7 +191,7 @@ def test_broker_restart_mid_stream_rides_through_without_loss(
         messages = mixed_stream(N, bad_every=10, first_id=200_000)
         sent = send(bootstrap, topics["in"], messages[: N // 2])
         query = start_query(spark, parse_spec(spec_doc(bootstrap, topics, tmp_path)), model)
-        assert_eventually(lambda: len(read_all(bootstrap, topics["out"])) >= BATCH, 120, "first batches")
+        assert_eventually(lambda: written(bootstrap, topics["out"]) >= BATCH, 120, "first batches")
         broker.stop()
         time.sleep(5)
         broker.start(timeout_s=120)

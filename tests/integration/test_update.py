@@ -29,7 +29,15 @@ from job.runtime.status import StateStore
 from job.tools import specs
 from job.tools.processes import launch_job, stop_job
 from tests import pipelines
-from tests.integration.kafka_utils import Record, assert_eventually, create_topics, produce, read_all, unique_topics
+from tests.integration.kafka_utils import (
+    Record,
+    assert_eventually,
+    create_topics,
+    produce,
+    read_all,
+    unique_topics,
+    written,
+)
 from tests.integration.messages import MAX_MESSAGE_BYTES, MAX_TEXT_LENGTH, Message, mixed_stream
 from tests.paths import PROJECT_ROOT, SHIPPED_MODEL
 
@@ -405,11 +413,11 @@ def test_watch_mode_follows_the_pointer_file(kafka_bootstrap: str, tmp_path: Pat
     try:
         assert_eventually(lambda: status().get("state") == "RUNNING" or job.poll() is not None, 240, "the job to run")
         send(range(0, 100))
-        assert_eventually(lambda: len(read_all(kafka_bootstrap, topics["out"])) == 100, 120, "the first 100 scored")
+        assert_eventually(lambda: written(kafka_bootstrap, topics["out"]) == 100, 120, "the first 100 scored")
         pointer.write_text(f"{OLD_MODEL}\n")
         assert_eventually(lambda: (status().get("model") or {}).get("version") == old, 120, "the pointer's model")
         send(range(100, 200))
-        assert_eventually(lambda: len(read_all(kafka_bootstrap, topics["out"])) == 200, 120, "the next 100 scored")
+        assert_eventually(lambda: written(kafka_bootstrap, topics["out"]) == 200, 120, "the next 100 scored")
         pointer.write_text(str(tmp_path / "no-model-here"))
         assert_eventually(lambda: (status().get("update") or {}).get("state") == "REFUSED", 120, "the refusal")
         final = status()

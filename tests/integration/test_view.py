@@ -21,7 +21,7 @@ import pytest
 
 from job.runtime.spec import load_spec
 from job.view.cli import RunningView, start_view
-from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics
+from tests.integration.kafka_utils import assert_eventually, create_topics, produce, read_all, unique_topics, written
 from tests.integration.messages import Message, mixed_stream
 from tests.integration.test_lifecycle import Job, status_of, write_spec
 
@@ -48,7 +48,7 @@ class Deployment:
         assert self.job.proc.poll() is None, self.job.tail()
 
     def handled(self) -> int:
-        return len(read_all(self.bootstrap, self.topics["out"])) + len(read_all(self.bootstrap, self.topics["dlq"]))
+        return written(self.bootstrap, self.topics["out"], self.topics["dlq"])
 
     def topic_counts(self) -> tuple[dict[str, int], dict[str, int], int]:
         """Per label and per error code, each source offset once, read straight off the topics; and the copies."""
