@@ -412,6 +412,16 @@ class Scorer:
     def score(self, texts: Sequence[str]) -> Scores:
         return self.score_features(self.features(texts))
 
+    def score_found(self, texts: Sequence[str]) -> tuple[list[int], Scores]:
+        """Scores of the texts in which the model finds a feature, and their positions. The job dead-letters the
+        others as NO_FEATURES (a prediction from no feature would be only the model's bias); so does this."""
+        features = self.features(texts)
+        present = np.bincount(features.doc[features.value != 0.0], minlength=features.size) > 0
+        if present.all():
+            return list(range(len(texts))), self.score_features(features)
+        found = np.flatnonzero(present).tolist()  # rare: hash the few texts again rather than slice coordinates
+        return found, self.score([texts[j] for j in found])
+
 
 # ------------------------------------------------------------------------------------------- the worker
 
@@ -484,9 +494,11 @@ def run_worker(
                 report.consumed += len(records)
                 t1 = clock()
                 keep, ids, texts = _parse([r.value for r in records])
-                report.rejected += len(records) - len(keep)
                 t2 = clock()
-                scores = scorer.score(texts)
+                found, scores = scorer.score_found(texts)
+                if len(found) < len(keep):
+                    keep, ids, texts = [keep[j] for j in found], [ids[j] for j in found], [texts[j] for j in found]
+                report.rejected += len(records) - len(keep)
                 predictions = scores.prediction.tolist()
                 probabilities = scores.predicted_probability().tolist()
                 t3 = clock()

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -118,8 +119,8 @@ class OffsetWatcher:
         self.close()
 
 
-def read_json_records(bootstrap: str, topic: str, expected: int, timeout_s: float = 120) -> dict[int, dict]:
-    """Read a topic from the start until `expected` records came (or time out); JSON values by their id."""
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 120) -> list[Any]:
+    """Every record of a topic a finished writer left, up to its end offsets at the call."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, check_crcs=False)
@@ -127,18 +128,42 @@ def read_json_records(bootstrap: str, topic: str, expected: int, timeout_s: floa
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        found: dict[int, dict] = {}
-        count = 0
+        end = {tp: offset for tp, offset in consumer.end_offsets(partitions).items() if offset > 0}
+        records: list[Any] = []
         deadline = time.monotonic() + timeout_s
-        while count < expected and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    value = json.loads(record.value)
-                    found.setdefault(value["id"], value)
-                    count += 1
-        return found
+        while end and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records += batch
+                if batch and batch[-1].offset + 1 >= end.get(tp, 0):
+                    end.pop(tp, None)
+        if end:
+            raise TimeoutError(f"{topic}: not read to its end offsets within {timeout_s:.0f} s")
+        return records
     finally:
         consumer.close()
+
+
+def read_json_records(bootstrap: str, topic: str) -> dict[int, dict]:
+    """A finished writer's JSON records by their id (the first record of an id wins)."""
+    found: dict[int, dict] = {}
+    for record in read_to_end(bootstrap, topic):
+        value = json.loads(record.value)
+        found.setdefault(value["id"], value)
+    return found
+
+
+def read_dead_letters(bootstrap: str, topic: str) -> dict[int, str]:
+    """A finished job's dead letters: the error code by the id of the original message (when it had one)."""
+    codes: dict[int, str] = {}
+    for record in read_to_end(bootstrap, topic):
+        letter = json.loads(record.value)
+        try:
+            original = json.loads(letter["value"])
+        except (TypeError, ValueError):
+            continue
+        if isinstance(original, dict) and type(original.get("id")) is int:
+            codes.setdefault(original["id"], letter["errorCode"])
+    return codes
 
 
 def tweets_frame(spark: SparkSession, texts: Sequence[str], rows: int, partitions: int) -> DataFrame:

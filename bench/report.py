@@ -141,7 +141,9 @@ def _throughput_md(t: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]
             f"{a.get('prediction_mismatches')} prediction mismatches, largest probability difference "
             f"{a.get('max_abs_probability_diff'):.3g} ({a.get('probabilities_bit_identical')} of "
             f"{a.get('compared')} bit-identical), {a.get('missing_from_job')} / {a.get('missing_from_baseline')} "
-            "missing from job / baseline."
+            f"missing from job / baseline, {a.get('unexpected_records', 0)} unexpected; "
+            f"{a.get('no_features_on_both_sides', 0)} texts without a feature skipped by both (the job's "
+            f"NO_FEATURES dead letters), {a.get('other_dead_letters', 0)} other dead letters."
         )
         d = agreement.get("sparse_vs_job")
         if d:

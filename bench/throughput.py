@@ -229,6 +229,7 @@ def check_agreement(
         producer.close()
     n = len(texts)
     outputs: dict[str, dict[int, dict]] = {}
+    dead: dict[str, dict[int, str]] = {}
     for name, start in (("job", start_job), ("sparse", start_sparse)):
         out = Topics(topics.source, kafka_io.unique_topic(f"agree-{name}"), kafka_io.unique_topic(f"agree-{name}-dlq"))
         for topic in (out.target, out.dead_letter):
@@ -238,7 +239,8 @@ def check_agreement(
         error = _finish_query(start(ctx.spark, spec), ctx.timeout_s)
         if error:
             raise RuntimeError(f"agreement check: the {name} query failed: {error}")
-        outputs[name] = kafka_io.read_json_records(ctx.bootstrap, out.target, n)
+        outputs[name] = kafka_io.read_json_records(ctx.bootstrap, out.target)
+        dead[name] = kafka_io.read_dead_letters(ctx.bootstrap, out.dead_letter)
     baseline_topic = kafka_io.unique_topic("agree-baseline")
     ctx.broker.create_topic(baseline_topic, partitions=partitions)
     report = ctx.workdir / "agree-baseline.json"
@@ -246,29 +248,52 @@ def check_agreement(
     subprocess.run(
         [*command, "--report", str(report)], cwd=PROJECT_ROOT, check=True, capture_output=True, timeout=ctx.timeout_s
     )
-    baseline = kafka_io.read_json_records(ctx.bootstrap, baseline_topic, n)
+    baseline = kafka_io.read_json_records(ctx.bootstrap, baseline_topic)
     return {
-        "baseline_vs_job": compare_outputs(outputs["job"], baseline, n),
-        "sparse_vs_job": compare_outputs(outputs["job"], outputs["sparse"], n),
+        "baseline_vs_job": compare_outputs(outputs["job"], baseline, n, dead["job"]),
+        "sparse_vs_job": compare_outputs(outputs["job"], outputs["sparse"], n, dead["job"], dead["sparse"]),
     }
 
 
-def compare_outputs(job: dict[int, dict], baseline: dict[int, dict], n: int) -> dict:
-    """Exact labels and predictions, probabilities within 1e-9, for every id of the sample."""
-    ids = range(n)
-    missing_job = [i for i in ids if i not in job]
-    missing_baseline = [i for i in ids if i not in baseline]
-    both = [i for i in ids if i in job and i in baseline]
-    label_diff = [i for i in both if job[i]["predictedLabel"] != baseline[i]["predictedLabel"]]
-    prediction_diff = [i for i in both if job[i]["prediction"] != baseline[i]["prediction"]]
-    prob_diffs = [abs(job[i]["probability"] - baseline[i]["probability"]) for i in both]
+def compare_outputs(
+    job: dict[int, dict],
+    other: dict[int, dict],
+    n: int,
+    job_dead: dict[int, str] | None = None,
+    other_dead: dict[int, str] | None = None,
+) -> dict:
+    """Exact labels and predictions, probabilities within 1e-9, for every id of the sample.
+
+    An id the job dead-lettered as NO_FEATURES is expected from neither side (the baseline skips texts without a
+    feature as the job does); `other_dead`, for another job, must then name the same ids with the same codes. Any
+    other dead letter, and any id that is missing or unexpected, makes the two disagree.
+    """
+    job_dead = job_dead or {}
+    skipped = {i for i, code in job_dead.items() if code == "NO_FEATURES"}
+    expected = [i for i in range(n) if i not in skipped]
+    missing_job = [i for i in expected if i not in job]
+    missing_other = [i for i in expected if i not in other]
+    unexpected = sorted((set(job) | set(other)) - set(expected))
+    other_dead_differs = other_dead is not None and other_dead != job_dead
+    both = [i for i in expected if i in job and i in other]
+    label_diff = [i for i in both if job[i]["predictedLabel"] != other[i]["predictedLabel"]]
+    prediction_diff = [i for i in both if job[i]["prediction"] != other[i]["prediction"]]
+    prob_diffs = [abs(job[i]["probability"] - other[i]["probability"]) for i in both]
     max_diff = max(prob_diffs, default=0.0)
-    agree = not (missing_job or missing_baseline or label_diff or prediction_diff) and max_diff <= 1e-9
+    agree = (
+        not (missing_job or missing_other or unexpected or label_diff or prediction_diff or other_dead_differs)
+        and len(job_dead) == len(skipped)
+        and max_diff <= 1e-9
+    )
     return {
         "sample": n,
         "compared": len(both),
+        "no_features_on_both_sides": len(skipped),
+        "other_dead_letters": len(job_dead) - len(skipped),
         "missing_from_job": len(missing_job),
-        "missing_from_baseline": len(missing_baseline),
+        "missing_from_baseline": len(missing_other),
+        "unexpected_records": len(unexpected),
+        "dead_letters_differ": other_dead_differs,
         "label_mismatches": len(label_diff),
         "prediction_mismatches": len(prediction_diff),
         "max_abs_probability_diff": max_diff,
@@ -279,7 +304,7 @@ def compare_outputs(job: dict[int, dict], baseline: dict[int, dict], n: int) -> 
                 "id": i,
                 "text": job[i]["text"],
                 "job": job[i]["predictedLabel"],
-                "baseline": baseline[i]["predictedLabel"],
+                "baseline": other[i]["predictedLabel"],
             }
             for i in label_diff[:5]
         ],

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from bench.baseline import Scorer, ScorerParams, TokenizerSpec, feature_indices, murmur3_32
 from bench.latency import latency_stats, percentile
+from bench.throughput import compare_outputs
 from job.tools.deps import PROJECT_ROOT
 from tests.pipelines import classifier, tokenizer
 
@@ -195,6 +196,25 @@ def test_scorer_equals_the_shipped_model(spark: SparkSession) -> None:
     np.testing.assert_allclose(scores.probability, np.array([by_id[i].p for i in range(len(texts))]), rtol=0, atol=1e-9)
 
 
+def test_baseline_skips_exactly_the_texts_the_job_finds_no_feature_in(spark: SparkSession) -> None:
+    # The job dead-letters these as NO_FEATURES; a baseline that scored them would do work the job does not.
+    model = PipelineModel.load(str(SHIPPED_MODEL))
+    labels = tuple(json.loads((SHIPPED_MODEL / "model.json").read_text())["label_values"])
+    texts = [*TEXTS, "😀😀", "こんにちは", "... --", "ok", "\u00a0", "!"]
+    df = spark.createDataFrame(list(enumerate(texts)), "id int, text string")
+    hashing = model.stages[1]
+    vectors = hashing.transform(model.stages[0].transform(df)).select("id", hashing.getOutputCol()).collect()
+    with_features = sorted(r.id for r in vectors if r[hashing.getOutputCol()].numNonzeros() > 0)
+    assert len(with_features) < len(texts) - 3  # the probes above do find nothing
+
+    found, scores = Scorer(ScorerParams.from_pipeline(model, labels)).score_found(texts)
+
+    assert found == with_features
+    expected = Scorer(ScorerParams.from_pipeline(model, labels)).score([texts[i] for i in with_features])
+    assert scores.prediction.tolist() == expected.prediction.tolist()
+    assert scores.probability.tolist() == expected.probability.tolist()
+
+
 def test_scorer_refuses_another_pipeline_shape(spark: SparkSession, tmp_path: Path) -> None:
     train = spark.createDataFrame(TRAIN, "text string, label double")
     model = Pipeline(stages=[Tokenizer(inputCol="text", outputCol="words")]).fit(train)
@@ -263,3 +283,45 @@ def test_sparse_dot_work_counts_coefficients_below_the_last_feature() -> None:
     # Spark's sparse-sparse dot walks the coefficients up to each row's largest feature index, and the
     # row's own entries.
     assert sparse_dot_steps(coefficient_indices, doc, index, rows=3).tolist() == [3 + 2, 0 + 1, 5 + 2]
+
+
+def _scored(ids: list[int], probability: float = 0.75) -> dict[int, dict]:
+    return {
+        i: {"id": i, "text": f"t{i}", "prediction": 1.0, "predictedLabel": "POSITIVE", "probability": probability}
+        for i in ids
+    }
+
+
+def test_agreement_expects_no_featureless_text_from_either_side() -> None:
+    result = compare_outputs(_scored([0, 2, 3]), _scored([0, 2, 3]), 4, {1: "NO_FEATURES"})
+    assert result["agree"] is True
+    assert (result["compared"], result["no_features_on_both_sides"], result["unexpected_records"]) == (3, 1, 0)
+    assert result["probabilities_bit_identical"] == 3
+
+
+@pytest.mark.parametrize(
+    ("job_ids", "other_ids", "job_dead", "other_dead", "field", "count"),
+    [
+        ([0, 2, 3], [0, 1, 2, 3], {1: "NO_FEATURES"}, None, "unexpected_records", 1),  # the baseline scored it
+        ([0, 2, 3], [0, 2, 3], {1: "NOT_JSON"}, None, "other_dead_letters", 1),  # a sample tweet the job refused
+        ([0, 1, 2], [0, 1, 2, 3], {}, None, "missing_from_job", 1),
+        ([0, 1, 2, 3], [0, 1, 3], {}, None, "missing_from_baseline", 1),
+        ([0, 2, 3], [0, 2, 3], {1: "NO_FEATURES"}, {}, "dead_letters_differ", True),  # the other job scored it
+    ],
+)
+def test_agreement_fails_on_any_record_too_many_or_too_few(
+    job_ids: list[int],
+    other_ids: list[int],
+    job_dead: dict[int, str],
+    other_dead: dict[int, str] | None,
+    field: str,
+    count: object,
+) -> None:
+    result = compare_outputs(_scored(job_ids), _scored(other_ids), 4, job_dead, other_dead)
+    assert result[field] == count
+    assert result["agree"] is False
+
+
+def test_agreement_fails_on_a_probability_beyond_1e_9() -> None:
+    assert compare_outputs(_scored([0]), _scored([0], 0.75 + 1e-9 / 2), 1)["agree"] is True
+    assert compare_outputs(_scored([0]), _scored([0], 0.75 + 2e-9), 1)["agree"] is False
