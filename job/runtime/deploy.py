@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,11 +150,7 @@ def run(
             tracker.set_state(INITIALIZING)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
-        # In the driver's JVM, with the client Spark uses: a wrong password or certificate is named at once.
-        check_topics(spec, spark)
-        if stop.is_set():
-            return stopped_during_start_up(tracker, stop)
-        model = load_serving_model(spark, model_to_serve(spec, tracker), spec.options)
+        model = check_topics_and_load_model(spark, spec, tracker)
         if stop.is_set():
             return stopped_during_start_up(tracker, stop)
         updates = model_updates(spark, spec, tracker, stop, started_s)
@@ -171,6 +168,23 @@ def run(
         supervisor.finish()
         if spark is not None:
             spark.stop()
+
+
+def check_topics_and_load_model(spark: SparkSession, spec: DeploymentSpec, tracker: StatusTracker) -> LoadedModel:
+    """The topic check and the model's load and check, side by side: each is seconds of a cold JVM (the Kafka
+    AdminClient's classes and round trips; Spark jobs that read the model), mostly on one thread, so on two cores
+    start-up waits for the longer of the two, not their sum. A topic error still wins over a model error, as when
+    they ran one after the other; the model is loaded even then, and only dropped."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topic-check") as pool:
+        # In the driver's JVM, with the client Spark uses: a wrong password or certificate is named at once.
+        topics_checked = pool.submit(check_topics, spec, spark)
+        try:
+            model = load_serving_model(spark, model_to_serve(spec, tracker), spec.options)
+        except Exception:
+            topics_checked.result()  # a topic error, if there is one, is the one reported
+            raise
+        topics_checked.result()
+    return model
 
 
 def model_to_serve(spec: DeploymentSpec, tracker: StatusTracker) -> str:
