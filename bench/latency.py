@@ -1,9 +1,10 @@
 """End-to-end latency at a steady input rate, micro-batch trigger versus Spark's real-time mode.
 
-A driver process (`python -m bench.latency`) produces `{"id", "text"}` messages at a fixed rate and
-keeps each id's send time; a thread of the same process consumes the output topic and notes when each
-id arrives (the job keys every scored record by its id). Both clocks are CLOCK_MONOTONIC. Messages
-sent during the warm-up are left out of the figures.
+A driver process (`python -m bench.latency`) produces `{"id", "text"}` messages keyed by their id at a
+fixed rate and keeps each id's send time; a thread of the same process consumes the output and the
+dead-letter topics and notes when each id arrives (the job keys a scored record by its id and a dead letter
+by the original key; a tweet without a feature is a NO_FEATURES dead letter, answered all the same). Both
+clocks are CLOCK_MONOTONIC. Messages sent during the warm-up are left out of the figures.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 PROBE_ID = -1
 PERCENTILES = (50, 95, 99)
+# "Keeps up": every message from then on answered within a second (the figures' own targets are far lower).
+KEEP_UP_MS = 1000.0
 
 
 # ------------------------------------------------------------------------------------------ arithmetic
@@ -41,14 +44,20 @@ def percentile(values: np.ndarray, p: float) -> float:
     return float(ordered[min(max(rank, 1), len(ordered)) - 1])
 
 
-def latency_stats(
-    sent: Mapping[int, int], received: Iterable[tuple[int, int]], start_ns: int, warmup_s: float
-) -> dict[str, Any]:
-    """Latency figures (ms) of the messages sent after the warm-up; the first arrival of an id counts."""
+def first_arrivals(sent: Mapping[int, int], received: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """When each sent id first arrived (a replayed record can arrive twice; the first answer counts)."""
     first: dict[int, int] = {}
     for ident, at in received:
         if ident in sent and (ident not in first or at < first[ident]):
             first[ident] = at
+    return first
+
+
+def latency_stats(
+    sent: Mapping[int, int], received: Iterable[tuple[int, int]], start_ns: int, warmup_s: float
+) -> dict[str, Any]:
+    """Latency figures (ms) of the messages sent after the warm-up; the first arrival of an id counts."""
+    first = first_arrivals(sent, received)
     cutoff = start_ns + int(warmup_s * 1e9)
     measured_ids = [i for i, at in sent.items() if at >= cutoff]
     arrived = [i for i in measured_ids if i in first]
@@ -69,14 +78,48 @@ def latency_stats(
     return stats
 
 
+def caught_up_after(
+    sent: Mapping[int, int], received: Iterable[tuple[int, int]], start_ns: int, bound_ms: float = KEEP_UP_MS
+) -> float | None:
+    """Seconds from the first message sent to the send time of the first message from which on every message
+    was answered within `bound_ms`: how long the job took to keep up. None when the last one was late too."""
+    first = first_arrivals(sent, received)
+    order = sorted(sent, key=sent.__getitem__)
+    late = [k for k, i in enumerate(order) if i not in first or (first[i] - sent[i]) / 1e6 > bound_ms]
+    if not late:
+        return 0.0
+    if late[-1] == len(order) - 1:
+        return None
+    return (sent[order[late[-1] + 1]] - start_ns) / 1e9
+
+
 def latency_series(sent: Mapping[int, int], received: Iterable[tuple[int, int]], start_ns: int) -> np.ndarray:
     """(seconds since start, latency ms) per arrived message, first arrivals, in send order (for plots)."""
-    first: dict[int, int] = {}
-    for ident, at in received:
-        if ident in sent and (ident not in first or at < first[ident]):
-            first[ident] = at
+    first = first_arrivals(sent, received)
     rows = sorted(((sent[i] - start_ns) / 1e9, (at - sent[i]) / 1e6) for i, at in first.items())
     return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def driver_stats(result: Mapping[str, Any], rate: float, duration_s: float, warmup_s: float) -> dict[str, Any]:
+    """The figures of one driver run: latency after the warm-up, time to keep up, dead letters, send pacing."""
+    sent = {int(i): int(at) for i, at in result["sent"]}
+    received = [(int(i), int(at)) for i, at in result["received"]]
+    stats = latency_stats(sent, received, result["start_ns"], warmup_s)
+    caught_up = caught_up_after(sent, received, result["start_ns"])
+    stats.update(
+        {
+            "rate": rate,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "kept_up_after_s": None if caught_up is None else round(caught_up, 2),
+            "keep_up_bound_ms": KEEP_UP_MS,
+            "dead_lettered": len(result.get("dead_lettered", [])),
+            "achieved_rate": result["achieved_rate"],
+            "worst_send_lag_ms": result["worst_send_lag_ms"],
+            "probe_round_trip_ms": result["probe_ms"],
+        }
+    )
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -86,6 +129,7 @@ def drive(
     bootstrap: str,
     input_topic: str,
     output_topic: str,
+    dead_letter_topic: str,
     texts: Sequence[str],
     rate: float,
     duration_s: float,
@@ -96,12 +140,17 @@ def drive(
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     received: list[tuple[int, int]] = []
+    dead_letters: list[int] = []
     lock = threading.Lock()
     stop = threading.Event()
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20, check_crcs=False
     )
-    partitions = [TopicPartition(output_topic, p) for p in sorted(consumer.partitions_for_topic(output_topic) or [])]
+    partitions = [
+        TopicPartition(topic, p)
+        for topic in (output_topic, dead_letter_topic)
+        for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
 
@@ -110,17 +159,23 @@ def drive(
             polled = consumer.poll(timeout_ms=20)
             now = time.monotonic_ns()
             batch = [(int(r.key), now) for records in polled.values() for r in records if r.key is not None]
+            dead = [int(r.key) for tp, records in polled.items() if tp.topic == dead_letter_topic for r in records]
             if batch:
                 with lock:
                     received.extend(batch)
+                    dead_letters.extend(dead)
 
     thread = threading.Thread(target=consume, name="latency-consumer", daemon=True)
     thread.start()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=0)
+    # linger 5 ms, as a producer at this rate would batch: each record sent alone cost this process most of a
+    # core on a 2-core machine, taken from the job under test. The send time is taken at send(), so the
+    # linger counts in the latency.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
     sent: dict[int, int] = {}
     try:
         probe_sent = time.monotonic_ns()
-        producer.send(input_topic, json.dumps({"id": PROBE_ID, "text": "probe"}).encode()).get(timeout=30)
+        probe = json.dumps({"id": PROBE_ID, "text": "probe"}).encode()
+        producer.send(input_topic, key=str(PROBE_ID).encode(), value=probe).get(timeout=30)
         deadline = time.monotonic() + probe_timeout_s
         while time.monotonic() < deadline:
             with lock:
@@ -142,7 +197,8 @@ def drive(
                 now = time.monotonic_ns()
             worst_lag_ns = max(worst_lag_ns, now - target)
             sent[i] = now
-            producer.send(input_topic, json.dumps({"id": i, "text": texts[i % len(texts)]}).encode())
+            value = json.dumps({"id": i, "text": texts[i % len(texts)]}).encode()
+            producer.send(input_topic, key=str(i).encode(), value=value)
         producer.flush()
         send_seconds = (time.monotonic_ns() - start) / 1e9
         deadline = time.monotonic() + grace_s
@@ -158,11 +214,13 @@ def drive(
         consumer.close()
     with lock:
         arrivals = [(ident, at) for ident, at in received if ident != PROBE_ID]
+        dead_lettered = sorted(set(dead_letters) - {PROBE_ID})
     return {
         "start_ns": start,
         "probe_ms": round((probe_at - probe_sent) / 1e6, 1),
         "sent": [[i, at] for i, at in sent.items()],
         "received": arrivals,
+        "dead_lettered": dead_lettered,
         "achieved_rate": round(total / send_seconds, 1),
         "worst_send_lag_ms": round(worst_lag_ns / 1e6, 1),
     }
@@ -173,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--input-topic", required=True)
     parser.add_argument("--output-topic", required=True)
+    parser.add_argument("--dead-letter-topic", required=True)
     parser.add_argument("--texts", required=True, type=Path, help="JSON list of tweet texts")
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--duration", type=float, required=True)
@@ -183,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     texts = json.loads(args.texts.read_text())
     result = drive(
-        args.bootstrap, args.input_topic, args.output_topic, texts, args.rate, args.duration, args.grace,
+        args.bootstrap, args.input_topic, args.output_topic, args.dead_letter_topic, texts, args.rate,
+        args.duration, args.grace,
         args.probe_timeout,
     )  # fmt: skip
     args.out.write_text(json.dumps(result))
@@ -195,13 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_driver(
     bootstrap: str,
-    input_topic: str,
-    output_topic: str,
+    topics: Any,
     texts_path: Path,
     rate: float,
     duration_s: float,
     workdir: Path,
     tag: str,
+    probe_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Run the driver as its own process (its threads stay clear of the Spark driver's Python)."""
     out = workdir / f"latency-{tag}.json"
@@ -210,14 +270,16 @@ def run_driver(
 
     with log.open("wb") as log_file:
         proc = subprocess.run(
-            [sys.executable, "-m", "bench.latency", "--bootstrap", bootstrap, "--input-topic", input_topic,
-             "--output-topic", output_topic, "--texts", str(texts_path), "--rate", str(rate),
-             "--duration", str(duration_s), "--out", str(out)],
-            cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, timeout=duration_s + 300, check=False,
+            [sys.executable, "-m", "bench.latency", "--bootstrap", bootstrap, "--input-topic", topics.source,
+             "--output-topic", topics.target, "--dead-letter-topic", topics.dead_letter, "--texts", str(texts_path),
+             "--rate", str(rate), "--duration", str(duration_s), "--probe-timeout", str(probe_timeout_s),
+             "--out", str(out)],
+            cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT,
+            timeout=duration_s + probe_timeout_s + 300, check=False,
         )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"latency driver failed: {log.read_text(errors='replace')[-800:]}")
-    return json.loads(out.read_text())
+    return dict(json.loads(out.read_text()))
 
 
 def measure(
@@ -237,7 +299,7 @@ def measure(
 
     codegen = CodegenCounter(spark)
     try:
-        result = run_driver(bootstrap, topics.source, topics.target, texts_path, rate, duration_s, workdir, tag)
+        result = run_driver(bootstrap, topics, texts_path, rate, duration_s, workdir, tag)
         error = query.exception()
         progress = list(query.recentProgress)
         compiled = codegen.result()
@@ -245,20 +307,12 @@ def measure(
         query.stop()
     if error is not None:
         raise RuntimeError(f"the query failed during the latency run: {first_error_line(error)}")
-    sent = {int(i): int(at) for i, at in result["sent"]}
-    received = [(int(i), int(at)) for i, at in result["received"]]
-    stats = latency_stats(sent, received, result["start_ns"], warmup_s)
+    stats = driver_stats(result, rate, duration_s, warmup_s)
     with_data = [p for p in progress if p.get("numInputRows", 0) > 0]
     durations = [p["batchDuration"] for p in with_data if "batchDuration" in p]
     parts = sorted({k for p in with_data for k in p.get("durationMs", {})})
     stats.update(
         {
-            "rate": rate,
-            "duration_s": duration_s,
-            "warmup_s": warmup_s,
-            "achieved_rate": result["achieved_rate"],
-            "worst_send_lag_ms": result["worst_send_lag_ms"],
-            "probe_round_trip_ms": result["probe_ms"],
             "batches_with_data": len(durations),
             "median_batch_ms": float(np.median(durations)) if durations else None,
             "median_rows_per_batch": float(np.median([p["numInputRows"] for p in with_data])) if with_data else None,
@@ -267,6 +321,8 @@ def measure(
             "median_duration_ms": {k: float(np.median([p["durationMs"].get(k, 0) for p in with_data])) for k in parts},
         }
     )
+    sent = {int(i): int(at) for i, at in result["sent"]}
+    received = [(int(i), int(at)) for i, at in result["received"]]
     return stats, latency_series(sent, received, result["start_ns"])
 
 

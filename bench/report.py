@@ -69,10 +69,14 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines += _throughput_md(results["throughput"], params)
     if "latency" in results:
         lines += _latency_md(results["latency"])
+    if "user_latency" in results:
+        lines += _user_latency_md(results["user_latency"])
     if "static" in results:
         lines += _static_md(results["static"])
     if "startup" in results:
         lines += _startup_md(results["startup"])
+    if "backlog" in results:
+        lines += _backlog_md(results["backlog"])
     if results.get("errors"):
         lines += ["## Sections that failed", ""]
         lines += [f"- **{k}**: `{v}`" for k, v in results["errors"].items()]
@@ -165,9 +169,9 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
         "(CLOCK_MONOTONIC in one driver process); messages sent during the warm-up are not counted. "
         "Compilations: Janino compilations of generated code during the run (Spark's CodegenMetrics).",
         "",
-        "| mode | query | rate sent | p50 ms | p95 ms | p99 ms | max ms | measured | missing | batches | "
-        "median batch ms | compilations |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mode | query | rate sent | p50 ms | p95 ms | p99 ms | max ms | measured | missing | dead letters | "
+        "batches | median batch ms | compilations |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode in ("micro_batch", "real_time"):
         m = lat.get(mode)
@@ -176,7 +180,8 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"| {m.get('trigger')} | {m.get('query')} | {_num(m.get('achieved_rate'))}/s | {_num(m['p50_ms'], 1)} | "
             f"{_num(m['p95_ms'], 1)} | {_num(m['p99_ms'], 1)} | {_num(m['max_ms'], 1)} | {m['measured']:,} | "
-            f"{m['missing']:,} | {m.get('batches')} | {_num(m.get('median_batch_ms'))} | "
+            f"{m['missing']:,} | {m.get('dead_lettered', '-')} | {m.get('batches')} | "
+            f"{_num(m.get('median_batch_ms'))} | "
             f"{m.get('codegen', {}).get('compilations', '-')} |"
         )
     lines += [f"- {m.get('trigger')}: failed: `{m['error']}`" for m in lat.values() if m.get("error")]
@@ -185,6 +190,52 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
     if micro.get("p50_ms") is not None:
         lines += [explain_micro_batch(micro), ""]
     return lines
+
+
+def _user_latency_md(u: Mapping[str, Any]) -> list[str]:
+    runs = {k: v for k, v in u.items() if isinstance(v, Mapping)}
+    lines = [
+        "## Latency on the user's path",
+        "",
+        f"The job launched as `{u.get('command')}`; the same driver as above (send to answer, the answer being the "
+        "scored record or the dead letter) in a process of its own. `kept up after`: seconds from the first message "
+        "sent until every later message was answered within 1 s (the warm-up; `never` when the last ones were "
+        "late too). The percentiles leave out the messages of the first `warm-up` seconds of sending, and count "
+        "every later one.",
+        "",
+        "| run | partitions | trigger | rate sent | sent for s | warm-up s | kept up after s | p50 ms | p95 ms | "
+        "p99 ms | max ms | measured | missing | dead letters | launch to sending s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for tag, m in runs.items():
+        if "p50_ms" not in m:
+            continue
+        kept = "never" if m.get("kept_up_after_s") is None else _num(m["kept_up_after_s"], 1)
+        lines.append(
+            f"| {tag} | {m.get('partitions')} | {m.get('trigger')} | {_num(m.get('achieved_rate'))}/s | "
+            f"{_num(m.get('duration_s'))} | {_num(m.get('warmup_s'))} | {kept} | "
+            f"{_num(m['p50_ms'], 1)} | {_num(m['p95_ms'], 1)} | {_num(m['p99_ms'], 1)} | {_num(m['max_ms'], 1)} | "
+            f"{m['measured']:,} | {m['missing']:,} | {m.get('dead_lettered')} | "
+            f"{_num(m.get('seconds_from_launch_to_sending'), 1)} |"
+        )
+    lines += [f"- {tag}: failed: `{m['error'][:300]}`" for tag, m in runs.items() if m.get("error")]
+    lines.append("")
+    return lines
+
+
+def _backlog_md(b: Mapping[str, Any]) -> list[str]:
+    rss = ", ".join(f"{kind} {mib:,.0f} MiB" for kind, mib in b.get("peak_rss_mib", {}).items())
+    return [
+        "## A backlog drained through spark-submit.sh",
+        "",
+        f"`{b.get('command')}`, trigger available_now, {b.get('messages'):,} messages on {b.get('partitions')} "
+        f"partitions: {b.get('scored'):,} scored and {b.get('dead_lettered'):,} dead-lettered; "
+        f"**{_num(b.get('msgs_per_s_first_to_last'))} msgs/s** from the first record written to the last "
+        f"({_num(b.get('seconds_first_to_last_record'), 1)} s), {_num(b.get('seconds_launch_to_exit'), 1)} s from "
+        f"launch to exit (exit code {b.get('exit_code')}). Peak resident memory (VmHWM, largest process of each "
+        f"kind; in local mode the driver and the executor are one JVM): {rss}.",
+        "",
+    ]
 
 
 def explain_micro_batch(m: Mapping[str, Any]) -> str:
@@ -362,6 +413,13 @@ def _startup_md(s: Mapping[str, Any]) -> list[str]:
     if runs:
         statuses = ", ".join(f"{k} after {v} s" for k, v in runs[0].get("seconds_to_status", {}).items())
         lines.append(f"The status document of the first run said {statuses}.")
+    if s.get("bare_spark_submit_median_seconds") is not None:
+        floors = ", ".join(str(f["seconds"]) for f in s.get("bare_spark_submit", []))
+        lines.append(
+            f"The floor, a bare `spark-submit --master local[2]` of a script that starts a SparkSession and stops it, "
+            f"launched just before each: **{_num(s['bare_spark_submit_median_seconds'], 1)} s** (runs: {floors}); "
+            f"the job's start-up is **{s.get('ratio_to_bare_spark_submit')} times** the floor."
+        )
     lines.append("")
     return lines
 
@@ -487,9 +545,26 @@ def console_summary(results: Mapping[str, Any]) -> Sequence[str]:
             f"static      pipeline {s['pipeline']['rows_per_s']:,.0f} rows/s, dense LR "
             f"{s['pipeline_dense_lr']['rows_per_s']:,.0f} rows/s"
         )
+    for tag, m in results.get("user_latency", {}).items():
+        if isinstance(m, Mapping) and m.get("p50_ms") is not None:
+            kept = "never" if m.get("kept_up_after_s") is None else f"{m['kept_up_after_s']:.1f} s"
+            out.append(
+                f"user path   {tag:<34} p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms, "
+                f"missing {m['missing']}, kept up after {kept}"
+            )
+        elif isinstance(m, Mapping) and m.get("error"):
+            out.append(f"user path   {tag}: failed: {m['error'][:150]}")
     st = results.get("startup")
     if st and st.get("median_seconds") is not None:
-        out.append(f"startup     {st['median_seconds']:.1f} s to the first scored record")
+        floor = st.get("bare_spark_submit_median_seconds")
+        beside = f" (bare spark-submit {floor:.1f} s, x{st['ratio_to_bare_spark_submit']})" if floor else ""
+        out.append(f"startup     {st['median_seconds']:.1f} s to the first scored record{beside}")
+    b = results.get("backlog")
+    if b:
+        out.append(
+            f"backlog     {b['messages']:,} msgs via spark-submit.sh: {b['msgs_per_s_first_to_last']:,} msgs/s, "
+            f"peak RSS {b['peak_rss_mib']}"
+        )
     for section, error in results.get("errors", {}).items():
         out.append(f"FAILED      {section}: {error[:200]}")
     return out

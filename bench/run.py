@@ -31,9 +31,10 @@ from job.tools.deps import PROJECT_ROOT
 
 logger = logging.getLogger("bench.run")
 
-SECTIONS = ("throughput", "latency", "static", "startup")
-# Not in the default run: it starts a standalone cluster and says little on a 2-core machine.
-OPTIONAL_SECTIONS = ("scaleout",)
+SECTIONS = ("throughput", "latency", "user_latency", "static", "startup")
+# Not in the default run: scaleout starts a standalone cluster and says little on a 2-core machine; backlog is
+# the job drained through spark-submit.sh, run once with --messages 1000000 (several minutes).
+OPTIONAL_SECTIONS = ("scaleout", "backlog")
 DEFAULTS: dict[str, Any] = {
     # 1,000,000 messages x 4 variants x 3 repetitions does not fit in 10 minutes on 2 cores (the job
     # runs at a few thousand messages/s); 100,000 does, with the other sections at their full sizes.
@@ -51,6 +52,11 @@ DEFAULTS: dict[str, Any] = {
     "max_offsets_per_trigger": 250_000,
     "real_time_interval": "5 seconds",
     "startup_repeats": 1,
+    "user_partitions": "1,2",
+    # A fresh JVM on 2 cores compiles (JIT) for a minute or more while it scores; the user's path is measured
+    # long enough to see it keep up, and its figures leave that first minute out.
+    "user_duration": 150.0,
+    "user_warmup": 60.0,
     "timeout": 900.0,
 }
 # --quick: minutes for development; any option given explicitly still wins.
@@ -63,6 +69,8 @@ QUICK: dict[str, Any] = {
     "investigation_rows": 20_000,
     "sample": 300,
     "max_offsets_per_trigger": 10_000,
+    "user_duration": 40.0,
+    "user_warmup": 10.0,
     "timeout": 300.0,
 }
 
@@ -81,7 +89,10 @@ HELP = {
     "baseline_workers": "throughput: baseline consumer processes (partitions shared round-robin)",
     "max_offsets_per_trigger": "throughput: Spark's maxOffsetsPerTrigger (available_now runs several batches)",
     "real_time_interval": "latency: real-time mode batch duration (a checkpoint interval, at least 5 seconds)",
-    "startup_repeats": "start-up: launches of spark-submit.sh",
+    "startup_repeats": "start-up: launches of spark-submit.sh (each beside a bare spark-submit)",
+    "user_partitions": "user_latency: input topic partition counts, comma-separated",
+    "user_duration": "user_latency: seconds of sending, per run",
+    "user_warmup": "user_latency: first seconds of sending left out of the figures",
     "timeout": "seconds before one run is declared stuck",
 }
 
@@ -118,6 +129,10 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             raise SystemExit(f"--{key.replace('_', '-')} must be at least 1, got {getattr(args, key)}")
     if args.warmup >= args.duration:
         raise SystemExit(f"--warmup ({args.warmup:g} s) must be shorter than --duration ({args.duration:g} s)")
+    if args.user_warmup >= args.user_duration:
+        raise SystemExit(
+            f"--user-warmup ({args.user_warmup:g} s) must be shorter than --user-duration ({args.user_duration:g} s)"
+        )
     model = Path(args.model)
     args.model = str(model if model.is_absolute() else (PROJECT_ROOT / model).resolve())
     return args
@@ -316,6 +331,45 @@ def section_latency(bench: Bench) -> dict[str, Any]:
     return result
 
 
+def section_user_latency(bench: Bench) -> dict[str, Any]:
+    from bench import user_path
+
+    args = bench.args
+    texts_path = bench.workdir / "latency-texts.json"
+    texts_path.write_text(json.dumps(bench.texts[:20_000]))
+    partition_counts = [int(p) for p in str(args.user_partitions).split(",") if p.strip()]
+    triggers = {"micro_batch": {"processing_time": "0 seconds"}, "real_time": {"real_time": args.real_time_interval}}
+    result: dict[str, Any] = {
+        "command": "./spark-submit.sh --master local[2] run --spec <spec.yaml> (default memory settings); "
+        "producer and consumer in their own process",
+    }
+    for partitions in partition_counts:
+        for mode, trigger in triggers.items():
+            tag = f"{mode}_{partitions}p"
+            logger.info("user_latency: %s: %g msgs/s for %g s", tag, args.rate, args.user_duration)
+            try:
+                result[tag] = user_path.measure_latency(
+                    bench.broker, bench.bootstrap, args.model, partitions, trigger, texts_path, args.rate,
+                    args.user_duration, args.user_warmup, bench.workdir, tag,
+                )  # fmt: skip
+                logger.info("user_latency: %s: %s", tag, user_path.summary_line(result[tag]))
+            except Exception as exc:
+                logger.exception("user_latency: %s failed", tag)
+                result[tag] = {"error": str(exc)[:1000], "partitions": partitions, "trigger": trigger}
+    return result
+
+
+def section_backlog(bench: Bench) -> dict[str, Any]:
+    from bench import user_path
+
+    args = bench.args
+    logger.info("backlog: %d messages through spark-submit.sh", args.messages)
+    return user_path.measure_backlog(
+        bench.spark, bench.broker, bench.bootstrap, args.model, bench.texts, args.messages, args.partitions,
+        bench.workdir, args.timeout,
+    )  # fmt: skip
+
+
 def section_static(bench: Bench) -> dict[str, Any]:
     from pyspark.ml import PipelineModel
 
@@ -344,10 +398,14 @@ def section_scaleout(bench: Bench) -> dict[str, Any]:
 
 def section_startup(bench: Bench) -> dict[str, Any]:
     from bench.startup import measure_startup
+    from bench.user_path import measure_bare_submit
 
     args = bench.args
-    runs = []
+    runs, floors = [], []
     for i in range(args.startup_repeats):
+        logger.info("startup: a bare spark-submit (%d of %d)", i + 1, args.startup_repeats)
+        floors.append(measure_bare_submit(bench.workdir, args.timeout))
+        logger.info("startup: bare spark-submit took %.1f s", floors[-1]["seconds"])
         logger.info("startup: launching spark-submit.sh (%d of %d)", i + 1, args.startup_repeats)
         runs.append(
             measure_startup(
@@ -355,7 +413,15 @@ def section_startup(bench: Bench) -> dict[str, Any]:
             )
         )
         logger.info("startup: first scored record after %.1f s", runs[-1]["seconds_to_first_scored_record"])
-    return {"runs": runs, "median_seconds": statistics.median(r["seconds_to_first_scored_record"] for r in runs)}
+    median = statistics.median(r["seconds_to_first_scored_record"] for r in runs)
+    floor = statistics.median(f["seconds"] for f in floors)
+    return {
+        "runs": runs,
+        "median_seconds": median,
+        "bare_spark_submit": floors,
+        "bare_spark_submit_median_seconds": floor,
+        "ratio_to_bare_spark_submit": round(median / floor, 2),
+    }
 
 
 SECTION_RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
@@ -363,6 +429,8 @@ SECTION_RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "latency": section_latency,
     "static": section_static,
     "startup": section_startup,
+    "user_latency": section_user_latency,
+    "backlog": section_backlog,
     "scaleout": section_scaleout,
 }
 
@@ -446,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for section in args.only:
             logger.info("=== %s ===", section)
             try:
-                if section not in ("startup", "scaleout") and "model" not in results:
+                if section in ("throughput", "latency", "static") and "model" not in results:
                     results["model"] = model_summary(bench)
                 results[section] = SECTION_RUNNERS[section](bench)
             except Exception as exc:
@@ -459,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench._spark.stop()
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    if "model" not in results and "startup" in args.only:
+    if "model" not in results:
         results["model"] = {"location": shown_path(args.model)}
     results["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["seconds"] = round(time.monotonic() - started, 1)

@@ -17,8 +17,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from bench.baseline import Scorer, ScorerParams, TokenizerSpec, feature_indices, murmur3_32
-from bench.latency import latency_stats, percentile
+from bench.latency import caught_up_after, latency_stats, percentile
 from bench.throughput import compare_outputs
+from bench.user_path import kind_of
 from job.tools.deps import PROJECT_ROOT
 from tests.pipelines import classifier, tokenizer
 
@@ -203,6 +204,7 @@ def test_baseline_skips_exactly_the_texts_the_job_finds_no_feature_in(spark: Spa
     texts = [*TEXTS, "😀😀", "こんにちは", "... --", "ok", "\u00a0", "!"]
     df = spark.createDataFrame(list(enumerate(texts)), "id int, text string")
     hashing = model.stages[1]
+    assert isinstance(hashing, HashingTF)
     vectors = hashing.transform(model.stages[0].transform(df)).select("id", hashing.getOutputCol()).collect()
     with_features = sorted(r.id for r in vectors if r[hashing.getOutputCol()].numNonzeros() > 0)
     assert len(with_features) < len(texts) - 3  # the probes above do find nothing
@@ -261,6 +263,39 @@ def test_latency_stats_of_nothing_received() -> None:
     assert stats["measured"] == 0
     assert stats["missing"] == 2
     assert stats["p99_ms"] is None
+
+
+def test_kept_up_after_is_the_send_time_after_the_last_late_answer() -> None:
+    ms = 1_000_000
+    start = 7_000 * ms
+    sent = {i: start + i * 10 * ms for i in range(100)}  # one every 10 ms
+    # Late (over 1 s) up to message 39, message 45 exactly at the bound (on time), the rest quick.
+    received = [(i, sent[i] + (1500 if i <= 39 else 1000 if i == 45 else 20) * ms) for i in range(100)]
+    assert caught_up_after(sent, received, start) == pytest.approx(0.4)  # message 40 was sent 400 ms in
+
+    # A message that never came counts as late, wherever it is.
+    without_60 = [r for r in received if r[0] != 60]
+    assert caught_up_after(sent, without_60, start) == pytest.approx(0.61)
+    # Late to the end: never kept up. Never late: from the start.
+    assert caught_up_after(sent, received[:-1], start) is None
+    assert caught_up_after(sent, [(i, at + 5 * ms) for i, at in sent.items()], start) == 0.0
+    # A replayed answer that came later does not make an id late; the first answer counts.
+    replayed = [*received, (80, sent[80] + 5000 * ms)]
+    assert caught_up_after(sent, replayed, start) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "kind"),
+    [
+        ([b"/usr/lib/jvm/java-17-openjdk-amd64/bin/java", b"-cp", b"x"], "jvm"),
+        ([b"/work/main/.venv/bin/python", b"job/runtime/main.py"], "python"),
+        ([b"python3.11", b"-m", b"pyspark.daemon"], "python"),
+        ([b"/bin/bash", b"./spark-submit.sh"], None),
+        ([], None),
+    ],
+)
+def test_peak_rss_sorts_processes_by_kind(cmdline: list[bytes], kind: str | None) -> None:
+    assert kind_of(cmdline) == kind
 
 
 def test_stage_breakdown_differences_prefix_times() -> None:
