@@ -77,6 +77,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines += _startup_md(results["startup"])
     if "backlog" in results:
         lines += _backlog_md(results["backlog"])
+    if "model_change" in results:
+        lines += _model_change_md(results["model_change"])
     if results.get("errors"):
         lines += ["## Sections that failed", ""]
         lines += [f"- **{k}**: `{v}`" for k, v in results["errors"].items()]
@@ -234,6 +236,27 @@ def _backlog_md(b: Mapping[str, Any]) -> list[str]:
         f"({_num(b.get('seconds_first_to_last_record'), 1)} s), {_num(b.get('seconds_launch_to_exit'), 1)} s from "
         f"launch to exit (exit code {b.get('exit_code')}). Peak resident memory (VmHWM, largest process of each "
         f"kind; in local mode the driver and the executor are one JVM): {rss}.",
+        "",
+    ]
+
+
+def _model_change_md(c: Mapping[str, Any]) -> list[str]:
+    def listed(values: Sequence[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    return [
+        "## Changing the model of a running deployment",
+        "",
+        f"`job update` {c.get('changes')} times, back and forth between `{Path(c['models'][0]).name}` and "
+        f"`{Path(c['models'][1]).name}`, while {_num(c.get('rate'))} msgs/s stream through {c.get('partitions')} "
+        "partitions (the job launched by spark-submit.sh, trigger 0 seconds). Gap: from the last scored record of "
+        "the old version to the first of the new on the output topic (Kafka timestamps): "
+        f"**median {c.get('median_gap_s'):.2f} s** ({listed(c.get('gaps_s', []))}). `job update` answered after "
+        f"{listed(c.get('job_update_answered_s', []))} s; from the request to the first record of the new version "
+        f"{listed(c.get('request_to_first_new_record_s', []))} s (the model is checked first, while the old one "
+        f"scores). Beside it, `job stop` ({c.get('stop_s')} s) and a new launch: **{c.get('restart_gap_s'):.1f} s** "
+        f"without scoring, {c.get('ratio_restart_to_median_gap')} times the median gap of a change. "
+        f"{c.get('sent'):,} messages sent, {c.get('missing')} missing, {c.get('dead_lettered')} dead-lettered.",
         "",
     ]
 
@@ -559,6 +582,12 @@ def console_summary(results: Mapping[str, Any]) -> Sequence[str]:
         floor = st.get("bare_spark_submit_median_seconds")
         beside = f" (bare spark-submit {floor:.1f} s, x{st['ratio_to_bare_spark_submit']})" if floor else ""
         out.append(f"startup     {st['median_seconds']:.1f} s to the first scored record{beside}")
+    c = results.get("model_change")
+    if c:
+        out.append(
+            f"model change median gap {c['median_gap_s']:.2f} s over {c['changes']} changes; stop and start "
+            f"{c['restart_gap_s']:.1f} s; missing {c['missing']}"
+        )
     b = results.get("backlog")
     if b:
         out.append(

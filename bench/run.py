@@ -31,7 +31,7 @@ from job.tools.deps import PROJECT_ROOT
 
 logger = logging.getLogger("bench.run")
 
-SECTIONS = ("throughput", "latency", "user_latency", "static", "startup")
+SECTIONS = ("throughput", "latency", "user_latency", "static", "startup", "model_change")
 # Not in the default run: scaleout starts a standalone cluster and says little on a 2-core machine; backlog is
 # the job drained through spark-submit.sh, run once with --messages 1000000 (several minutes).
 OPTIONAL_SECTIONS = ("scaleout", "backlog")
@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     # long enough to see it keep up, and its figures leave that first minute out.
     "user_duration": 150.0,
     "user_warmup": 60.0,
+    "changes": 5,
     "timeout": 900.0,
 }
 # --quick: minutes for development; any option given explicitly still wins.
@@ -93,6 +94,7 @@ HELP = {
     "user_partitions": "user_latency: input topic partition counts, comma-separated",
     "user_duration": "user_latency: seconds of sending, per run",
     "user_warmup": "user_latency: first seconds of sending left out of the figures",
+    "changes": "model_change: job update changes (back and forth between --model and models/sentiment140-only)",
     "timeout": "seconds before one run is declared stuck",
 }
 
@@ -123,8 +125,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     unknown = sorted(set(args.only) - set(SECTIONS) - set(OPTIONAL_SECTIONS))
     if unknown:
         raise SystemExit(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    for key in ("messages", "partitions", "repeats", "static_rows", "investigation_rows", "sample", "baseline_workers",
-                "max_offsets_per_trigger", "startup_repeats", "static_repeats"):  # fmt: skip
+    for key in ("messages", "partitions", "repeats", "changes", "static_rows", "investigation_rows", "sample",
+                "baseline_workers", "max_offsets_per_trigger", "startup_repeats", "static_repeats"):  # fmt: skip
         if getattr(args, key) < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be at least 1, got {getattr(args, key)}")
     if args.warmup >= args.duration:
@@ -370,6 +372,19 @@ def section_backlog(bench: Bench) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def section_model_change(bench: Bench) -> dict[str, Any]:
+    from bench.model_change import measure_model_change
+
+    args = bench.args
+    texts_path = bench.workdir / "latency-texts.json"
+    texts_path.write_text(json.dumps(bench.texts[:20_000]))
+    other = str(PROJECT_ROOT / "models" / "sentiment140-only")
+    return measure_model_change(
+        bench.broker, bench.bootstrap, (args.model, other), args.partitions, texts_path, bench.workdir,
+        changes=args.changes, timeout_s=args.timeout,
+    )  # fmt: skip
+
+
 def section_static(bench: Bench) -> dict[str, Any]:
     from pyspark.ml import PipelineModel
 
@@ -431,6 +446,7 @@ SECTION_RUNNERS: dict[str, Callable[[Bench], dict[str, Any]]] = {
     "startup": section_startup,
     "user_latency": section_user_latency,
     "backlog": section_backlog,
+    "model_change": section_model_change,
     "scaleout": section_scaleout,
 }
 

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from bench.baseline import Scorer, ScorerParams, TokenizerSpec, feature_indices, murmur3_32
 from bench.latency import caught_up_after, latency_stats, percentile
+from bench.model_change import restart_gap_s, version_runs
 from bench.throughput import compare_outputs
 from bench.user_path import kind_of
 from job.tools.deps import PROJECT_ROOT
@@ -360,3 +361,16 @@ def test_agreement_fails_on_any_record_too_many_or_too_few(
 def test_agreement_fails_on_a_probability_beyond_1e_9() -> None:
     assert compare_outputs(_scored([0]), _scored([0], 0.75 + 1e-9 / 2), 1)["agree"] is True
     assert compare_outputs(_scored([0]), _scored([0], 0.75 + 2e-9), 1)["agree"] is False
+
+
+def test_version_runs_split_the_output_where_the_version_changes() -> None:
+    records = [(105, "b"), (100, "a"), (101, "a"), (107, "b"), (110, "a"), (104, "a")]  # any order: sorted by time
+    assert version_runs(records) == [("a", 100, 104), ("b", 105, 107), ("a", 110, 110)]
+    assert version_runs([]) == []
+
+
+def test_restart_gap_runs_from_the_last_record_before_the_stop_to_the_first_after_the_launch() -> None:
+    timestamps = [1_000, 2_000, 2_500, 9_000, 9_100]
+    assert restart_gap_s(timestamps, stopped_at_ms=3_000, relaunched_at_ms=3_100) == 6.5
+    with pytest.raises(ValueError, match="no record on one side"):
+        restart_gap_s(timestamps, stopped_at_ms=9_500, relaunched_at_ms=9_600)
