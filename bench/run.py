@@ -253,6 +253,8 @@ def section_throughput(bench: Bench) -> dict[str, Any]:
         bench.broker, bench.texts, min(args.messages, 50_000), args.partitions
     )
 
+    expected = tp.expected_from_baseline(params_path, bench.texts, args.messages)
+    result["baseline_skips_without_features"] = args.messages - expected
     runs: dict[str, list[dict]] = {tp.JOB: [], tp.IO_CEILING: [], tp.BASELINE: [], tp.JOB_SPARSE_LR: []}
     names = list(runs)
     for rep in range(args.repeats):
@@ -260,7 +262,9 @@ def section_throughput(bench: Bench) -> dict[str, Any]:
         for name in names[rep % len(names) :] + names[: rep % len(names)]:
             logger.info("throughput: %s, run %d of %d", name, rep + 1, args.repeats)
             if name == tp.BASELINE:
-                run = tp.run_baseline(ctx, source, args.messages, args.partitions, params_path, args.baseline_workers)
+                run = tp.run_baseline(
+                    ctx, source, args.messages, args.partitions, params_path, args.baseline_workers, expected
+                )
             else:
                 run = tp.run_query(ctx, name, source, args.messages, args.partitions, starters[name])
             logger.info("throughput: %s: %.0f msgs/s", name, run["msgs_per_s"])

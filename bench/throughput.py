@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from bench import kafka_io
+from bench.baseline import Scorer, ScorerParams
 from bench.codegen import CodegenCounter
 from bench.kafka_io import OffsetWatcher, Topics
 from bench.queries import make_spec
@@ -154,9 +155,11 @@ def _baseline_command(
 
 
 def run_baseline(
-    ctx: Context, input_topic: str, messages: int, partitions: int, params_path: Path, workers: int
+    ctx: Context, input_topic: str, messages: int, partitions: int, params_path: Path, workers: int, expected: int
 ) -> dict:
-    """One timed run of the baseline: `workers` processes share the input partitions round-robin."""
+    """One timed run of the baseline: `workers` processes share the input partitions round-robin. It is done when
+    `expected` records are written: the messages but those whose text has no feature, which it skips as the job
+    dead-letters them (`expected_from_baseline`)."""
     target = kafka_io.unique_topic("baseline-out")
     ctx.broker.create_topic(target, partitions=partitions)
     shares = [[p for p in range(partitions) if p % workers == w] for w in range(workers)]
@@ -176,9 +179,9 @@ def run_baseline(
             with log.open("wb") as log_file:
                 procs.append(subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT))
         try:
-            progress = Progress(out.total, messages)
+            progress = Progress(out.total, expected)
             done = sample_until(lambda: progress.complete() or all(has_exited(p.pid) for p in procs), ctx.timeout_s)
-            if done is not None and out.total() < messages:
+            if done is not None and out.total() < expected:
                 done = None
         finally:
             broker_usage = broker_monitor.stop()
@@ -194,7 +197,7 @@ def run_baseline(
     failed = [(i, code) for i, (code, _, _) in enumerate(usage) if code != 0]
     if done is None or failed:
         tails = "; ".join(f"worker {i}: " + logs[i].read_text(errors="replace")[-500:] for i, _ in failed)
-        raise RuntimeError(f"baseline: {written} of {messages} records written; {tails}")
+        raise RuntimeError(f"baseline: {written} of {expected} records written; {tails}")
     seconds = done - started
     worker_reports = [json.loads(r.read_text()) for r in reports]
     return {
@@ -253,6 +256,14 @@ def check_agreement(
         "baseline_vs_job": compare_outputs(outputs["job"], baseline, n, dead["job"]),
         "sparse_vs_job": compare_outputs(outputs["job"], outputs["sparse"], n, dead["job"], dead["sparse"]),
     }
+
+
+def expected_from_baseline(params_path: Path, texts: Sequence[str], messages: int) -> int:
+    """How many of a backlog's messages (text of id i: texts[i % len(texts)], as kafka_io.fill_topic writes them)
+    the baseline scores: those in whose text the model finds a feature."""
+    found = set(Scorer(ScorerParams.load(params_path)).score_found(texts)[0])
+    full, rest = divmod(messages, len(texts))
+    return full * len(found) + sum(1 for i in range(rest) if i in found)
 
 
 def compare_outputs(

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from bench.baseline import Scorer, ScorerParams, TokenizerSpec, feature_indices, murmur3_32
 from bench.latency import caught_up_after, latency_stats, percentile
 from bench.model_change import restart_gap_s, version_runs
-from bench.throughput import compare_outputs
+from bench.throughput import compare_outputs, expected_from_baseline
 from bench.user_path import kind_of
 from job.tools.deps import PROJECT_ROOT
 from tests.pipelines import classifier, tokenizer
@@ -374,3 +374,14 @@ def test_restart_gap_runs_from_the_last_record_before_the_stop_to_the_first_afte
     assert restart_gap_s(timestamps, stopped_at_ms=3_000, relaunched_at_ms=3_100) == 6.5
     with pytest.raises(ValueError, match="no record on one side"):
         restart_gap_s(timestamps, stopped_at_ms=9_500, relaunched_at_ms=9_600)
+
+
+def test_the_baseline_is_expected_to_write_the_backlog_but_its_featureless_texts(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    model = PipelineModel.load(str(SHIPPED_MODEL))
+    params_path = tmp_path / "params.npz"
+    ScorerParams.from_pipeline(model, LABELS).save(params_path)
+    # Ids 0..6 carry texts 0, 1, 2, 0, 1, 2, 0 (kafka_io.fill_topic); text 1 has no feature.
+    assert expected_from_baseline(params_path, ["good day", "😀😀", "bad day"], 7) == 5
+    assert expected_from_baseline(params_path, ["good day", "😀😀", "bad day"], 2) == 1
