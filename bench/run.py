@@ -170,6 +170,13 @@ class Bench:
     def jvm_pid(self) -> int:
         return self.spark.sparkContext._gateway.proc.pid
 
+    def driver_texts(self) -> Path:
+        """The tweets the latency driver process sends (bench.latency --texts), written once per run."""
+        path = self.workdir / "latency-texts.json"
+        if not path.exists():
+            path.write_text(json.dumps(self.texts[:20_000]))
+        return path
+
     @property
     def model(self) -> Any:
         if self._model is None:
@@ -282,8 +289,7 @@ def section_latency(bench: Bench) -> dict[str, Any]:
     from job.runtime.query import start_query
 
     args, spark = bench.args, bench.spark
-    texts_path = bench.workdir / "latency-texts.json"
-    texts_path.write_text(json.dumps(bench.texts[:20_000]))
+    texts_path = bench.driver_texts()
     result: dict[str, Any] = {}
 
     def spec_for(tag: str, trigger: Any) -> tuple[Any, Any]:
@@ -341,8 +347,7 @@ def section_user_latency(bench: Bench) -> dict[str, Any]:
     from bench import user_path
 
     args = bench.args
-    texts_path = bench.workdir / "latency-texts.json"
-    texts_path.write_text(json.dumps(bench.texts[:20_000]))
+    texts_path = bench.driver_texts()
     partition_counts = [int(p) for p in str(args.user_partitions).split(",") if p.strip()]
     triggers = {"micro_batch": {"processing_time": "0 seconds"}, "real_time": {"real_time": args.real_time_interval}}
     result: dict[str, Any] = {
@@ -380,8 +385,7 @@ def section_model_change(bench: Bench) -> dict[str, Any]:
     from bench.model_change import measure_model_change
 
     args = bench.args
-    texts_path = bench.workdir / "latency-texts.json"
-    texts_path.write_text(json.dumps(bench.texts[:20_000]))
+    texts_path = bench.driver_texts()
     other = str(PROJECT_ROOT / "models" / "sentiment140-only")
     return measure_model_change(
         bench.broker, bench.bootstrap, (args.model, other), args.partitions, texts_path, bench.workdir,
