@@ -319,11 +319,22 @@ def measure(
             "batches": len(progress),
             "codegen": compiled,
             "median_duration_ms": {k: float(np.median([p["durationMs"].get(k, 0) for p in with_data])) for k in parts},
+            "warmup_batches": warmup_batches(with_data, warmup_s),
         }
     )
     sent = {int(i): int(at) for i, at in result["sent"]}
     received = [(int(i), int(at)) for i, at in result["received"]]
     return stats, latency_series(sent, received, result["start_ns"])
+
+
+def warmup_batches(progress: Sequence[Mapping[str, Any]], warmup_s: float) -> int:
+    """How many of these batches began within `warmup_s` of the first one (their `timestamp`, ISO 8601)."""
+    from datetime import datetime
+
+    times = [datetime.fromisoformat(str(p["timestamp"]).replace("Z", "+00:00")) for p in progress]
+    if not times:
+        return 0
+    return sum(1 for t in times if (t - times[0]).total_seconds() < warmup_s)
 
 
 def wait_started(query: Any, settle_s: float = 10.0) -> str | None:

@@ -191,6 +191,47 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
     micro = lat.get("micro_batch", {})
     if micro.get("p50_ms") is not None:
         lines += [explain_micro_batch(micro), ""]
+    lines += _per_batch_md(lat)
+    return lines
+
+
+def _per_batch_md(lat: Mapping[str, Any]) -> list[str]:
+    """Each batch's fixed costs after the warm-up: from the query's progress, Spark's event log, the listener."""
+    runs = [m for m in (lat.get("micro_batch"), lat.get("real_time")) if m and isinstance(m.get("per_batch"), Mapping)]
+    if not runs:
+        return []
+    lines = [
+        "### What each batch costs, after the warm-up",
+        "",
+        "Medians per batch. Task binary: the bytes of the broadcasts each batch's jobs shipped to the executors "
+        "(the stages' serialized plans and closures, the model's UDFs inside them, as stored after Spark's broadcast "
+        "compression; from Spark's event log, block updates). Deserialize: the executors' time reading them, "
+        "summed over the batch's tasks. Planning, offset log, execution (addBatch) and commit log: the query's "
+        "progress (`durationMs`). Listener: the status listener's handler per progress event, on Spark's listener "
+        "thread (asynchronous: no part of the batch's time).",
+        "",
+        "| trigger | batches | compilations / batch | task binary KB | broadcasts | deserialize ms | task run ms | "
+        "task CPU ms | planning ms | offset log ms | execution ms | commit log ms | listener ms (p99) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in runs:
+        b, d = m["per_batch"], m.get("median_duration_ms", {})
+        listener = b.get("status_listener_ms", {})
+        batches = max(m.get("batches") or 0, 1)
+        per_batch = m.get("codegen", {}).get("compilations", 0) / batches
+        lines.append(
+            f"| {m.get('trigger')} | {b.get('batches')} | {per_batch:.2f} | "
+            f"{_num((b.get('task_binary_bytes_per_batch') or 0) / 1000, 1)} | {_num(b.get('broadcasts_per_batch'))} | "
+            f"{_num(b.get('deserialize_ms_per_batch'), 1)} | {_num(b.get('task_run_ms_per_batch'), 1)} | "
+            f"{_num(b.get('task_cpu_ms_per_batch'), 1)} | {_num(d.get('queryPlanning'))} | "
+            f"{_num(d.get('walCommit'))} | {_num(d.get('addBatch'))} | {_num(d.get('commitOffsets'))} | "
+            f"{_num(listener.get('median_ms'), 1)} ({_num(listener.get('p99_ms'), 1)}) |"
+        )
+    model_bytes = lat.get("model_bytes", {})
+    for trigger, stages in model_bytes.items():
+        listed = ", ".join(f"{name.split('_', 1)[-1]} {size / 1000:,.1f} KB" for name, size in stages.items())
+        lines.append(f"- The model's stages as Java serialization writes them ({trigger}): {listed}.")
+    lines.append("")
     return lines
 
 

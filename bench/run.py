@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import kafka_io, report
+from bench import eventlog, kafka_io, report
+from bench.listener import timed_status_listener
 from job.tools.deps import PROJECT_ROOT
 
 logger = logging.getLogger("bench.run")
@@ -163,8 +164,12 @@ class Bench:
     @property
     def spark(self) -> Any:
         if self._spark is None:
-            self._spark = build_spark(self.args.driver_memory)
+            self._spark = build_spark(self.args.driver_memory, self.event_log_dir)
         return self._spark
+
+    @property
+    def event_log_dir(self) -> Path:
+        return self.workdir / "eventlog"
 
     @property
     def jvm_pid(self) -> int:
@@ -186,16 +191,25 @@ class Bench:
         return self._model
 
 
-def build_spark(driver_memory: str) -> Any:
+def build_spark(driver_memory: str, event_log_dir: Path) -> Any:
     from job.runtime.session import local_session
     from job.tools.deps import spark_package_conf
 
+    event_log_dir.mkdir(parents=True, exist_ok=True)
     conf = {
         **spark_package_conf(),
         "spark.driver.memory": driver_memory,
         "spark.sql.streaming.stopTimeout": "120s",
         # Keep every batch's progress of a latency run (the default keeps the last 100).
         "spark.sql.streaming.numRecentProgressUpdates": "100000",
+        # Spark's event log with block updates: each batch's task binary and task times (bench.eventlog). A
+        # line of JSON per event, written on the listener bus's thread, off the batches' own path.
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": event_log_dir.as_uri(),
+        "spark.eventLog.compress": "false",
+        # One file (Spark 4 rolls event logs by default into a folder of numbered files).
+        "spark.eventLog.rolling.enabled": "false",
+        "spark.eventLog.logBlockUpdates.enabled": "true",
     }
     return local_session("stream-deployment-bench", conf=conf, log_level="ERROR")
 
@@ -297,11 +311,17 @@ def section_latency(bench: Bench) -> dict[str, Any]:
         checkpoint = str(bench.workdir / "checkpoints" / topics.target)
         return topics, make_spec(f"bench-latency-{tag}", bench.bootstrap, topics, args.model, checkpoint, trigger)
 
-    def run(tag: str, topics: Any, query: Any) -> dict[str, Any]:
+    def run(tag: str, topics: Any, query: Any, listener: Any) -> dict[str, Any]:
         logger.info("latency: %s: sending %g msgs/s for %g s", tag, args.rate, args.duration)
-        stats, series = latency.measure(
-            spark, query, bench.bootstrap, topics, texts_path, args.rate, args.duration, args.warmup, bench.workdir, tag
-        )
+        try:
+            stats, series = latency.measure(
+                spark, query, bench.bootstrap, topics, texts_path, args.rate, args.duration, args.warmup,
+                bench.workdir, tag,
+            )  # fmt: skip
+        finally:
+            spark.streams.removeListener(listener)
+        stats["per_batch"] = per_batch_costs(bench, str(query.id), stats.get("warmup_batches", 0))
+        stats["per_batch"]["status_listener_ms"] = listener.summary()
         bench.series[tag] = series
         kafka_io.delete_topics(bench.bootstrap, [topics.source, topics.target, topics.dead_letter])
         return stats
@@ -309,16 +329,25 @@ def section_latency(bench: Bench) -> dict[str, Any]:
     def served(spec: Any) -> Any:
         # As `run` loads it for this trigger (job.runtime.publish.load_serving_model): coefficients as saved
         # (sparse) for a processing-time or real-time trigger, dense for available_now.
-        return load_serving_model(spark, args.model, spec.options)
+        model = load_serving_model(spark, args.model, spec.options)
+        result.setdefault("model_bytes", {})[spec.options.trigger.kind] = eventlog.java_serialized_bytes(
+            spark, model.pipeline
+        )
+        return model
+
+    def started(spec: Any) -> tuple[Any, Any]:
+        # As deployed: the status listener keeps the deployment's status document (a file in the workdir).
+        tracker, listener = timed_status_listener(spark, spec, bench.workdir / "state" / spec.name)
+        return start_query(spark, spec, served(spec), tracker), listener
 
     micro: dict[str, Any] = {"trigger": "micro-batch, processing_time 0 seconds", "query": "start_query (as shipped)"}
     try:
         topics, spec = spec_for("micro_batch", {"processing_time": "0 seconds"})
-        query = start_query(spark, spec, served(spec))
+        query, listener = started(spec)
         error = latency.wait_started(query, settle_s=2)
         if error:
             raise RuntimeError(f"the micro-batch query failed to start: {error}")
-        micro.update(run("micro_batch", topics, query))
+        micro.update(run("micro_batch", topics, query, listener))
     except Exception as exc:  # the real-time attempts still run
         logger.exception("latency: micro-batch run failed")
         micro["error"] = latency.first_error_line(exc)
@@ -331,16 +360,25 @@ def section_latency(bench: Bench) -> dict[str, Any]:
     }
     try:
         topics, spec = spec_for("real_time", {"real_time": interval})
-        query = start_query(spark, spec, served(spec))
+        query, listener = started(spec)
         error = latency.wait_started(query)
         if error:
             raise RuntimeError(f"the real-time query failed to start: {error}")
-        real_time.update(run("real_time", topics, query))
+        real_time.update(run("real_time", topics, query, listener))
     except Exception as exc:
         logger.exception("latency: real-time run failed")
         real_time["error"] = latency.first_error_line(exc)
     result["real_time"] = real_time
     return result
+
+
+def per_batch_costs(bench: Bench, query_id: str, warmup_batches: int) -> dict[str, Any]:
+    """The query's batches after the warm-up, from the session's event log (bench.eventlog)."""
+    path = eventlog.newest_log(bench.event_log_dir)
+    if path is None:
+        return {"error": f"no event log in {bench.event_log_dir}"}
+    time.sleep(2)  # the listener bus writes the stopped query's last events
+    return eventlog.summary(eventlog.batch_costs(eventlog.events(path), query_id), skip_first=warmup_batches)
 
 
 def section_user_latency(bench: Bench) -> dict[str, Any]:
@@ -549,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if bench._spark is not None:
             bench._spark.stop()
+            # Kept beside the results, for Spark's history server or a second look at a batch.
+            if bench.event_log_dir.is_dir():
+                shutil.copytree(bench.event_log_dir, out_dir / "eventlog")
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     if "model" not in results:
