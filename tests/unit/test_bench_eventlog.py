@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pyspark.ml import Pipeline
+from pyspark.ml import Estimator, Pipeline, Transformer
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import HashingTF, Tokenizer
 from pyspark.sql import SparkSession
@@ -125,13 +125,14 @@ def test_the_dense_coefficients_are_what_make_the_model_heavy(spark: SparkSessio
         [(0, "good day", 1.0), (1, "bad day", 0.0), (2, "good good", 1.0), (3, "bad bad", 0.0)],
         "id int, text string, label double",
     )
-    stages = [
+    stages: list[Estimator[Any] | Transformer] = [
         Tokenizer(inputCol="text", outputCol="words"),
         HashingTF(inputCol="words", outputCol="features", numFeatures=1 << 18),
         LogisticRegression(maxIter=5),
     ]
     fitted = Pipeline(stages=stages).fit(frame)
-    if fitted.stages[2].coefficients.toArray().nonzero()[0].size == 1 << 18:
+    lr: Any = fitted.stages[2]
+    if lr.coefficients.toArray().nonzero()[0].size == 1 << 18:
         raise AssertionError("the fit gave every coefficient a weight: the sparse case is not tested")
     sparse = java_serialized_bytes(spark, fitted)
     dense = java_serialized_bytes(spark, with_dense_coefficients(spark, fitted))
