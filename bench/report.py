@@ -175,7 +175,7 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
         "batches | median batch ms | compilations |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for mode in ("micro_batch", "real_time"):
+    for mode in latency_modes(lat):
         m = lat.get(mode)
         if not m or "p50_ms" not in m:
             continue
@@ -195,9 +195,14 @@ def _latency_md(lat: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def latency_modes(lat: Mapping[str, Any]) -> list[str]:
+    """The latency section's runs, in the order they ran: micro-batch, then each real-time interval."""
+    return [k for k, v in lat.items() if isinstance(v, Mapping) and (k == "micro_batch" or k.startswith("real_time"))]
+
+
 def _per_batch_md(lat: Mapping[str, Any]) -> list[str]:
     """Each batch's fixed costs after the warm-up: from the query's progress, Spark's event log, the listener."""
-    runs = [m for m in (lat.get("micro_batch"), lat.get("real_time")) if m and isinstance(m.get("per_batch"), Mapping)]
+    runs = [lat[k] for k in latency_modes(lat) if isinstance(lat[k].get("per_batch"), Mapping)]
     if not runs:
         return []
     lines = [
@@ -594,8 +599,8 @@ def console_summary(results: Mapping[str, Any]) -> Sequence[str]:
             out.append(
                 f"throughput  {LABELS[name]:<34} {s['median_msgs_per_s']:>10,.0f} msgs/s  x{s['ratio_to_job']:.2f}"
             )
-    for mode in ("micro_batch", "real_time"):
-        m = results.get("latency", {}).get(mode, {})
+    for mode in latency_modes(results.get("latency", {})):
+        m = results["latency"][mode]
         if m.get("p50_ms") is not None:
             out.append(
                 f"latency     {m['trigger']:<34} p50 {m['p50_ms']:.0f} ms, p95 {m['p95_ms']:.0f} ms, "

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pyspark.ml import Estimator, Pipeline, Transformer
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import HashingTF, Tokenizer
@@ -170,3 +171,20 @@ def test_the_report_shows_each_batch_cost_beside_the_progress_split() -> None:
         in lines
     )
     assert _per_batch_md({"micro_batch": {"error": "failed"}}) == []
+
+
+def test_real_time_intervals_are_read_in_order_and_none_is_refused() -> None:
+    from bench.run import build_parser, real_time_intervals, resolve
+
+    args = resolve(build_parser().parse_args(["--real-time-interval", " 5 seconds, 30 seconds ,", "--only", "latency"]))
+    assert real_time_intervals(args) == ["5 seconds", "30 seconds"]
+    assert real_time_intervals(resolve(build_parser().parse_args([]))) == ["5 seconds", "30 seconds"]
+    with pytest.raises(SystemExit, match="at least one interval"):
+        resolve(build_parser().parse_args(["--real-time-interval", " , "]))
+
+
+def test_latency_modes_keep_the_order_the_runs_ran_in() -> None:
+    from bench.report import latency_modes
+
+    lat = {"micro_batch": {}, "real_time": {}, "real_time_30s": {"error": "x"}, "model_bytes": {"a": 1}, "note": "n"}
+    assert latency_modes(lat) == ["micro_batch", "real_time", "real_time_30s"]
