@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 BROKER_PORT ?= 9092
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`: 2 on this 2-core machine, where most integration tests wait on a JVM
+# starting or a broker; TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 
 SPEC ?= config/local.yaml
 VIEW_ARGS ?=
@@ -55,10 +58,10 @@ view: install ## Serve the live web page of a deployment (SPEC=config/local.yaml
 	$(VENV)/bin/job view --spec $(SPEC) $(VIEW_ARGS)
 
 test: install browser ## Run the whole test suite (starts its own Kafka broker; installs Chromium for the view's test)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test-fast: install browser ## Run the suite without the slow integration tests
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 check: lint typecheck ## Lint, format check and type check (CI runs this before the tests)
 
