@@ -528,14 +528,12 @@ def test_run_with_a_wrong_password_records_failed_naming_broker_and_cause(secure
     connection = sasl_ssl(secured, MH_USER, "${MH_PASSWORD}")
     spec = write_spec(tmp_path / "spec.yaml", connection, connection, fresh_topics(secured))
     log = tmp_path / "job.log"
-    started = time.monotonic()
     job = spark_submit("run", "--spec", str(spec), env={"MH_PASSWORD": wrong}, log=log)
     try:
         code = job.wait(timeout=120)
     finally:
         if job.poll() is None:
             os.killpg(job.pid, 9)
-    took = time.monotonic() - started
     output = log.read_text(errors="replace")
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     reason = (
@@ -544,7 +542,6 @@ def test_run_with_a_wrong_password_records_failed_naming_broker_and_cause(secure
     )
     assert (code, status["state"], status["reason"]) == (1, "FAILED", reason), output[-3000:]
     assert f"cannot start deployment {status['deployment']!r}: {reason}" in output
-    assert took < 60
     for text in (output, json.dumps(status)):
         assert wrong not in text
         assert base64.b64encode(wrong.encode()).decode() not in text
