@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         kind = str if isinstance(default, str) else type(default)
         parser.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"{HELP[key]} (default {default})")
     parser.add_argument("--driver-memory", default="4g", help="in-process Spark driver memory (default %(default)s)")
+    parser.add_argument(
+        "--no-event-log",
+        dest="event_log",
+        action="store_false",
+        help="no Spark event log in the in-process session: no per-batch costs, and none of its CPU on the driver",
+    )
     parser.add_argument("--results-dir", type=Path, default=PROJECT_ROOT / "bench" / "results")
     return parser
 
@@ -167,7 +173,7 @@ class Bench:
     @property
     def spark(self) -> Any:
         if self._spark is None:
-            self._spark = build_spark(self.args.driver_memory, self.event_log_dir)
+            self._spark = build_spark(self.args.driver_memory, self.event_log_dir if self.args.event_log else None)
         return self._spark
 
     @property
@@ -194,19 +200,30 @@ class Bench:
         return self._model
 
 
-def build_spark(driver_memory: str, event_log_dir: Path) -> Any:
+def build_spark(driver_memory: str, event_log_dir: Path | None) -> Any:
+    """The benchmark's in-process session; with `event_log_dir`, Spark writes its event log there."""
     from job.runtime.session import local_session
     from job.tools.deps import spark_package_conf
 
-    event_log_dir.mkdir(parents=True, exist_ok=True)
     conf = {
         **spark_package_conf(),
         "spark.driver.memory": driver_memory,
         "spark.sql.streaming.stopTimeout": "120s",
         # Keep every batch's progress of a latency run (the default keeps the last 100).
         "spark.sql.streaming.numRecentProgressUpdates": "100000",
+    }
+    if event_log_dir is not None:
+        conf.update(event_log_conf(event_log_dir))
+    return local_session("stream-deployment-bench", conf=conf, log_level="ERROR")
+
+
+def event_log_conf(event_log_dir: Path) -> dict[str, str]:
+    """Spark's event log with block updates, one uncompressed file in `event_log_dir` (made here)."""
+    event_log_dir.mkdir(parents=True, exist_ok=True)
+    return {
         # Spark's event log with block updates: each batch's task binary and task times (bench.eventlog). A
-        # line of JSON per event, written on the listener bus's thread, off the batches' own path.
+        # line of JSON per event (each batch's plan among them), written on the listener bus's thread: off the
+        # batches' own path, but CPU on 2 cores (--no-event-log leaves it out).
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": event_log_dir.as_uri(),
         "spark.eventLog.compress": "false",
@@ -214,7 +231,6 @@ def build_spark(driver_memory: str, event_log_dir: Path) -> Any:
         "spark.eventLog.rolling.enabled": "false",
         "spark.eventLog.logBlockUpdates.enabled": "true",
     }
-    return local_session("stream-deployment-bench", conf=conf, log_level="ERROR")
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -384,6 +400,8 @@ def real_time_intervals(args: argparse.Namespace) -> list[str]:
 
 def per_batch_costs(bench: Bench, query_id: str, warmup_batches: int) -> dict[str, Any]:
     """The query's batches after the warm-up, from the session's event log (bench.eventlog)."""
+    if not bench.args.event_log:
+        return {"error": "no event log (--no-event-log)"}
     path = eventlog.newest_log(bench.event_log_dir)
     if path is None:
         return {"error": f"no event log in {bench.event_log_dir}"}
@@ -574,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts, source = kafka_io.load_tweets()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": {k: getattr(args, k) for k in ("quick", "only", *DEFAULTS, "driver_memory")},
+        "parameters": {k: getattr(args, k) for k in ("quick", "only", *DEFAULTS, "driver_memory", "event_log")},
         "environment": environment(),
         "tweets": source,
         "errors": {},

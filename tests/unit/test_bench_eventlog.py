@@ -188,3 +188,16 @@ def test_latency_modes_keep_the_order_the_runs_ran_in() -> None:
 
     lat = {"micro_batch": {}, "real_time": {}, "real_time_30s": {"error": "x"}, "model_bytes": {"a": 1}, "note": "n"}
     assert latency_modes(lat) == ["micro_batch", "real_time", "real_time_30s"]
+
+
+def test_the_event_log_is_on_unless_left_out(tmp_path: Path) -> None:
+    from bench.run import build_parser, event_log_conf, resolve
+
+    assert resolve(build_parser().parse_args([])).event_log is True
+    assert resolve(build_parser().parse_args(["--no-event-log"])).event_log is False
+    conf = event_log_conf(tmp_path / "events")
+    assert (tmp_path / "events").is_dir()
+    assert conf["spark.eventLog.dir"] == (tmp_path / "events").as_uri()
+    # What bench.eventlog reads: one uncompressed file, with the block updates.
+    assert (conf["spark.eventLog.enabled"], conf["spark.eventLog.compress"], conf["spark.eventLog.rolling.enabled"],
+            conf["spark.eventLog.logBlockUpdates.enabled"]) == ("true", "false", "false", "true")  # fmt: skip
