@@ -330,9 +330,26 @@ def section_latency(bench: Bench) -> dict[str, Any]:
         checkpoint = str(bench.workdir / "checkpoints" / topics.target)
         return topics, make_spec(f"bench-latency-{tag}", bench.bootstrap, topics, args.model, checkpoint, trigger)
 
-    def run(tag: str, topics: Any, query: Any, listener: Any) -> dict[str, Any]:
-        logger.info("latency: %s: sending %g msgs/s for %g s", tag, args.rate, args.duration)
+    def served(spec: Any) -> Any:
+        # As `run` loads it for this trigger (job.runtime.publish.load_serving_model): coefficients as saved
+        # (sparse) for a processing-time or real-time trigger, dense for available_now.
+        model = load_serving_model(spark, args.model, spec.options)
+        result.setdefault("model_bytes", {})[spec.options.trigger.kind] = eventlog.java_serialized_bytes(
+            spark, model.pipeline
+        )
+        return model
+
+    def attempt(tag: str, trigger: Any, name: str, settle_s: float) -> dict[str, Any]:
+        """Start the query as deployed (the status listener keeps its status document in the workdir), drive it,
+        and read its per-batch costs; the listener goes with the query, whether it ran or failed to start."""
+        topics, spec = spec_for(tag, trigger)
+        tracker, listener = timed_status_listener(spark, spec, bench.workdir / "state" / spec.name)
         try:
+            query = start_query(spark, spec, served(spec), tracker)
+            error = latency.wait_started(query, settle_s=settle_s)
+            if error:
+                raise RuntimeError(f"the {name} query failed to start: {error}")
+            logger.info("latency: %s: sending %g msgs/s for %g s", tag, args.rate, args.duration)
             stats, series = latency.measure(
                 spark, query, bench.bootstrap, topics, texts_path, args.rate, args.duration, args.warmup,
                 bench.workdir, tag,
@@ -345,28 +362,9 @@ def section_latency(bench: Bench) -> dict[str, Any]:
         kafka_io.delete_topics(bench.bootstrap, [topics.source, topics.target, topics.dead_letter])
         return stats
 
-    def served(spec: Any) -> Any:
-        # As `run` loads it for this trigger (job.runtime.publish.load_serving_model): coefficients as saved
-        # (sparse) for a processing-time or real-time trigger, dense for available_now.
-        model = load_serving_model(spark, args.model, spec.options)
-        result.setdefault("model_bytes", {})[spec.options.trigger.kind] = eventlog.java_serialized_bytes(
-            spark, model.pipeline
-        )
-        return model
-
-    def started(spec: Any) -> tuple[Any, Any]:
-        # As deployed: the status listener keeps the deployment's status document (a file in the workdir).
-        tracker, listener = timed_status_listener(spark, spec, bench.workdir / "state" / spec.name)
-        return start_query(spark, spec, served(spec), tracker), listener
-
     micro: dict[str, Any] = {"trigger": "micro-batch, processing_time 0 seconds", "query": "start_query (as shipped)"}
     try:
-        topics, spec = spec_for("micro_batch", {"processing_time": "0 seconds"})
-        query, listener = started(spec)
-        error = latency.wait_started(query, settle_s=2)
-        if error:
-            raise RuntimeError(f"the micro-batch query failed to start: {error}")
-        micro.update(run("micro_batch", topics, query, listener))
+        micro.update(attempt("micro_batch", {"processing_time": "0 seconds"}, "micro-batch", settle_s=2))
     except Exception as exc:  # the real-time attempts still run
         logger.exception("latency: micro-batch run failed")
         micro["error"] = latency.first_error_line(exc)
@@ -380,12 +378,7 @@ def section_latency(bench: Bench) -> dict[str, Any]:
             "query": "start_query (as shipped)",
         }
         try:
-            topics, spec = spec_for(key, {"real_time": interval})
-            query, listener = started(spec)
-            error = latency.wait_started(query)
-            if error:
-                raise RuntimeError(f"the real-time query failed to start: {error}")
-            real_time.update(run(key, topics, query, listener))
+            real_time.update(attempt(key, {"real_time": interval}, "real-time", settle_s=10))
         except Exception as exc:
             logger.exception("latency: real-time run (%s) failed", interval)
             real_time["error"] = latency.first_error_line(exc)
